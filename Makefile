@@ -26,7 +26,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) -MMD -MP -Icommon $(PKG_CFLAGS)
+CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) -MMD -MP -Icommon -Itests/support $(PKG_CFLAGS)
 LDFLAGS += $(SANFLAGS)
 LDLIBS := $(PKG_LIBS) -lm -lpthread
 
