@@ -39,8 +39,6 @@ ts_fresh_db(const char *prefix)
     snprintf(name, sizeof name, "t_%s_%d_%d", prefix, (int)getpid(), ++counter);
     char *ident = PQescapeIdentifier(c, name, strlen(name));
     char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", ident);
-    PQclear(PQexec(c, sql));
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", ident);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)

@@ -1,0 +1,924 @@
+#include "bus.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "log.h"
+
+#define BUS_RELAY_LOCK_KEY 0x7378726c /* "sxrl": the relays' advisory lock class */
+#define BUS_POLL_FALLBACK_MS 200      /* the relay looks at the outbox at least this often */
+#define BUS_RETRY_MS 500              /* a subscriber's pause after a failure */
+#define BUS_STMT_MAX 96
+
+/* ---- Helpers ----------------------------------------------------------------------- */
+
+/* Stream and schema names are spliced into SQL text (identifiers cannot be parameters),
+ * so they are held to [a-z][a-z0-9_]{0,31}: safe inside double quotes, and a valid
+ * envelope src. */
+static bool
+s_name_ok(const char *s)
+{
+    if (!s || !(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    size_t i = 1;
+    for (; s[i]; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return i <= EVMSG_SRC_MAX;
+}
+
+/* Writes tmpl into out with every "{s}" replaced by the quoted schema name. */
+static void
+s_sql(char *out, size_t size, const char *tmpl, const char *schema)
+{
+    size_t o = 0;
+    for (const char *p = tmpl; *p && o + 1 < size;) {
+        if (p[0] == '{' && p[1] == 's' && p[2] == '}') {
+            o += (size_t)snprintf(out + o, size - o, "\"%s\"", schema);
+            p += 3;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o < size ? o : size - 1] = '\0';
+}
+
+/* Prepares a statement named "<what>:<schema>" from tmpl; the name goes to name. */
+static int
+s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema,
+          const char *tmpl, int nparams)
+{
+    char sql[2048];
+    snprintf(name, BUS_STMT_MAX, "%s:%s", what, schema);
+    s_sql(sql, sizeof sql, tmpl, schema);
+    return db_prepare(db, name, sql, nparams);
+}
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+s_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Binary-format integer columns (network byte order). */
+static uint64_t
+s_be64(const char *p)
+{
+    uint32_t hi, lo;
+    memcpy(&hi, p, 4);
+    memcpy(&lo, p + 4, 4);
+    return ((uint64_t)ntohl(hi) << 32) | ntohl(lo);
+}
+
+static uint32_t
+s_be32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return ntohl(v);
+}
+
+uint64_t
+bus_hash(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+int
+bus_migrate(db_t *db, const char *schema, const char *dir)
+{
+    char path[4096];
+    if (!dir) {
+        const char *top = getenv("SX_SCHEMAS");
+        snprintf(path, sizeof path, "%s/sql/bus", top && *top ? top : "schemas");
+        dir = path;
+    }
+    return db_migrate_set(db, schema, "bus", dir);
+}
+
+/* ---- Producer ---------------------------------------------------------------------- */
+
+int
+bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void *data,
+         size_t data_len, evmsg_err_t *err)
+{
+    evmsg_err_t local = {{0}, {0}};
+    if (!err)
+        err = &local;
+    if (!s_name_ok(schema)) {
+        snprintf(err->path, sizeof err->path, "schema");
+        snprintf(err->reason, sizeof err->reason, "not a stream name");
+        return -1;
+    }
+    char agency[EVMSG_AGENCY_LEN + 1];
+    if (!topic || evmsg_topic_check(topic, strlen(topic), agency, err) < 0)
+        return -1;
+    /* Check data exactly as the relay will encode it, so a bad event is refused here,
+     * in the producer's transaction, and never blocks the stream later. */
+    evmsg_header_t hdr = {.seq = 1, .aseq = 1, .at = 0, .v = v};
+    snprintf(hdr.src, sizeof hdr.src, "%s", schema);
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init(&scratch);
+    int rc = evmsg_encode(&scratch, &hdr, data, data_len, err);
+    msgpack_sbuffer_destroy(&scratch);
+    if (rc < 0)
+        return -1;
+
+    char name[BUS_STMT_MAX];
+    if (s_prepare(tx, name, "bus_emit", schema,
+                  "INSERT INTO {s}.outbox (topic, agency, v, data) VALUES ($1, $2, $3::int, $4)",
+                  4) < 0)
+        return -1;
+    char vbuf[16];
+    snprintf(vbuf, sizeof vbuf, "%" PRIu32, v);
+    const char *values[4] = {topic, agency, vbuf, data};
+    const int lengths[4] = {0, 0, 0, (int)data_len};
+    const int formats[4] = {0, 0, 0, 1};
+    PGresult *r = db_exec_prepared(tx, name, 4, values, lengths, formats, 0);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+/* ---- Relay ------------------------------------------------------------------------- */
+
+struct bus_relay {
+    db_t *db;                       /* the relay's own connection: lock and LISTEN */
+    void *pub;                      /* PUB socket to the broker */
+    char stream[EVMSG_SRC_MAX + 1]; /* = the producer's schema */
+    char hb_topic[EVMSG_SRC_MAX + 8];
+    char st_seq[BUS_STMT_MAX];      /* the sequencing statement */
+    char st_head[BUS_STMT_MAX];
+    uint64_t lock_conn;             /* db_connection_id the lock was taken on */
+    int64_t next_try_ms;            /* follower: next pg_try_advisory_lock */
+    int64_t next_hb_ms;             /* leader: next heartbeat */
+    int64_t next_scan_ms;           /* leader: next look at the outbox without a notify */
+    char *buf;                      /* envelope scratch, EVMSG_MAX_BYTES */
+    bus_relay_stats_t stats;
+};
+
+bus_relay_t *
+bus_relay_new(db_t *db, const char *stream, void *pub)
+{
+    if (!db || !pub || !s_name_ok(stream))
+        return NULL;
+    bus_relay_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->buf = malloc(EVMSG_MAX_BYTES);
+    if (!self->buf) {
+        free(self);
+        return NULL;
+    }
+    self->db = db;
+    self->pub = pub;
+    snprintf(self->stream, sizeof self->stream, "%s", stream);
+    snprintf(self->hb_topic, sizeof self->hb_topic, "_hb.%s", stream);
+    /* A full queue to the broker returns EAGAIN instead of dropping silently, so the
+     * drop is counted (the subscribers repair it from Postgres either way). */
+    int one = 1;
+    zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &one, sizeof one);
+    return self;
+}
+
+void
+bus_relay_destroy(bus_relay_t **self_p)
+{
+    assert(self_p);
+    if (*self_p) {
+        bus_relay_t *self = *self_p;
+        if (self->stats.leader && db_connected(self->db) &&
+            db_connection_id(self->db) == self->lock_conn) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", BUS_RELAY_LOCK_KEY);
+            const char *vals[2] = {key, self->stream};
+            PQclear(db_query(self->db, "SELECT pg_advisory_unlock($1::int, hashtext($2))", 2,
+                             vals));
+        }
+        free(self->buf);
+        free(self);
+        *self_p = NULL;
+    }
+}
+
+int
+bus_relay_fd(const bus_relay_t *self)
+{
+    PGconn *c = db_conn(self->db);
+    return c ? PQsocket(c) : -1;
+}
+
+bus_relay_stats_t
+bus_relay_stats(const bus_relay_t *self)
+{
+    return self->stats;
+}
+
+static void
+s_relay_lose(bus_relay_t *self, const char *why)
+{
+    if (self->stats.leader)
+        log_warn("relay is no longer leader", "stream=%s reason=%s", self->stream, why);
+    self->stats.leader = false;
+}
+
+/* Tries to take the stream's advisory lock; on success sets up LISTEN and the head. */
+static int
+s_relay_try_lead(bus_relay_t *self)
+{
+    if (db_connect(self->db, 0) < 0)
+        return -1;
+    char key[16];
+    snprintf(key, sizeof key, "%d", BUS_RELAY_LOCK_KEY);
+    const char *vals[2] = {key, self->stream};
+    PGresult *r =
+        db_query(self->db, "SELECT pg_try_advisory_lock($1::int, hashtext($2))", 2, vals);
+    if (!r)
+        return -1;
+    bool got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!got)
+        return 0;
+
+    self->lock_conn = db_connection_id(self->db);
+    char sql[160];
+    snprintf(sql, sizeof sql, "LISTEN \"sx_outbox_%s\"", self->stream);
+    if (db_command(self->db, sql) < 0)
+        return -1;
+    if (s_prepare(self->db, self->st_head, "bus_head", self->stream,
+                  "SELECT last_seq FROM {s}.bus_head", 0) < 0)
+        return -1;
+    r = db_exec_prepared(self->db, self->st_head, 0, NULL, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        log_error("relay: bus_head is empty", "stream=%s", self->stream);
+        return -1;
+    }
+    self->stats.last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    self->stats.leader = true;
+    self->stats.takeovers++;
+    self->next_hb_ms = 0;
+    self->next_scan_ms = 0;
+    log_info("relay is leader", "stream=%s last_seq=%" PRIu64, self->stream,
+             self->stats.last_seq);
+    return 1;
+}
+
+static void
+s_relay_send(bus_relay_t *self, const char *topic, size_t topic_len, const void *env,
+             size_t env_len)
+{
+    if (zmq_send(self->pub, topic, topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        self->stats.dropped++;
+        return;
+    }
+    /* Once the first frame is queued the rest of the message is too. */
+    zmq_send(self->pub, env, env_len, ZMQ_DONTWAIT);
+    self->stats.published++;
+}
+
+static void
+s_relay_heartbeat(bus_relay_t *self)
+{
+    static const unsigned char empty_map = 0x80;
+    evmsg_header_t hdr = {.seq = self->stats.last_seq, .aseq = 0, .at = s_unix_ms(), .v = 1};
+    snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
+    size_t len;
+    evmsg_err_t err = {{0}, {0}};
+    if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, &empty_map, 1, &len, &err) == 0) {
+        s_relay_send(self, self->hb_topic, strlen(self->hb_topic), self->buf, len);
+        self->stats.heartbeats++;
+    }
+}
+
+typedef struct {
+    uint64_t seq, aseq;
+    int row;
+} s_order_t;
+
+static int
+s_order_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const s_order_t *)a)->seq, y = ((const s_order_t *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Gives up to BUS_BATCH_MAX committed, unsequenced rows their seq and aseq in one
+ * statement (its own transaction), then publishes them in seq order. Returns the
+ * number of rows, or -1 on a database failure. */
+static int
+s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
+{
+    static const char tmpl[] =
+        "WITH pending AS ("
+        "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
+        "), numbered AS ("
+        "  SELECT id, agency, row_number() OVER (ORDER BY id) AS n,"
+        "         row_number() OVER (PARTITION BY agency ORDER BY id) AS an FROM pending"
+        "), per_agency AS ("
+        "  SELECT agency, count(*) AS c FROM numbered GROUP BY agency"
+        "), head AS ("
+        "  UPDATE {s}.bus_head SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
+        "  WHERE EXISTS (SELECT 1 FROM numbered)"
+        "  RETURNING last_seq - (SELECT count(*) FROM numbered) AS base"
+        "), agencies AS ("
+        "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq) SELECT agency, c FROM per_agency"
+        "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
+        "  RETURNING a.agency, a.last_aseq"
+        ") "
+        "UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
+        "  aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint "
+        "FROM numbered, head, agencies, per_agency "
+        "WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
+        "  AND per_agency.agency = numbered.agency "
+        "RETURNING o.seq, o.aseq, o.topic, o.v, o.data";
+    if (!self->st_seq[0] &&
+        s_prepare(self->db, self->st_seq, "bus_sequence", self->stream, tmpl, 2) < 0)
+        return -1;
+    char limit[16], at[24];
+    snprintf(limit, sizeof limit, "%d", BUS_BATCH_MAX);
+    snprintf(at, sizeof at, "%" PRId64, unix_ms);
+    const char *vals[2] = {limit, at};
+    /* Autocommit: the statement is its own transaction, committed when it returns. */
+    PGresult *r = db_exec_prepared(self->db, self->st_seq, 2, vals, NULL, NULL, 1);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    s_order_t order[BUS_BATCH_MAX];
+    for (int i = 0; i < n && i < BUS_BATCH_MAX; i++) {
+        order[i].seq = s_be64(PQgetvalue(r, i, 0));
+        order[i].aseq = s_be64(PQgetvalue(r, i, 1));
+        order[i].row = i;
+    }
+    qsort(order, (size_t)n, sizeof order[0], s_order_cmp);
+
+    evmsg_header_t hdr = {.at = unix_ms};
+    snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
+    for (int i = 0; i < n; i++) {
+        int row = order[i].row;
+        hdr.seq = order[i].seq;
+        hdr.aseq = order[i].aseq;
+        hdr.v = s_be32(PQgetvalue(r, row, 3));
+        size_t len;
+        evmsg_err_t err = {{0}, {0}};
+        if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, PQgetvalue(r, row, 4),
+                             (size_t)PQgetlength(r, row, 4), &len, &err) < 0) {
+            /* bus_emit checked it on the way in; only a hand-written row gets here. The
+             * subscribers meet it in catch-up and record it. */
+            char why[300];
+            log_error("relay cannot encode an outbox row", "stream=%s seq=%" PRIu64 " err=%s",
+                      self->stream, hdr.seq, evmsg_err_str(&err, why, sizeof why));
+            continue;
+        }
+        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf,
+                     len);
+    }
+    if (n > 0) {
+        self->stats.sequenced += (uint64_t)n;
+        self->stats.last_seq = order[n - 1].seq;
+    }
+    PQclear(r);
+    return n;
+}
+
+/* Reads pending notifications; returns how many, or -1 when the connection is gone. */
+static int
+s_relay_notifies(bus_relay_t *self)
+{
+    PGconn *c = db_conn(self->db);
+    if (!c || !PQconsumeInput(c))
+        return -1;
+    int n = 0;
+    PGnotify *note;
+    while ((note = PQnotifies(c))) {
+        n++;
+        PQfreemem(note);
+    }
+    return n;
+}
+
+int
+bus_relay_step(bus_relay_t *self, int64_t now_ms)
+{
+    if (self->stats.leader &&
+        (!db_connected(self->db) || db_connection_id(self->db) != self->lock_conn))
+        s_relay_lose(self, "database connection lost");
+
+    if (!self->stats.leader) {
+        if (now_ms < self->next_try_ms)
+            return (int)(self->next_try_ms - now_ms);
+        self->next_try_ms = now_ms + BUS_LEADER_RETRY_MS;
+        int rc = s_relay_try_lead(self);
+        if (rc < 0) {
+            s_relay_lose(self, db_error(self->db));
+            return -1;
+        }
+        if (rc == 0)
+            return BUS_LEADER_RETRY_MS;
+    }
+
+    int woken = s_relay_notifies(self);
+    if (woken < 0) {
+        s_relay_lose(self, "database connection lost");
+        return -1;
+    }
+    if (woken > 0 || now_ms >= self->next_scan_ms) {
+        /* Until the outbox is empty; a notification read while sequencing means more. */
+        for (int rounds = 0; rounds < 1000; rounds++) {
+            int n = s_relay_sequence(self, s_unix_ms());
+            if (n < 0) {
+                s_relay_lose(self, db_error(self->db));
+                return -1;
+            }
+            int more = s_relay_notifies(self);
+            if (n < BUS_BATCH_MAX && more <= 0)
+                break;
+        }
+        self->next_scan_ms = now_ms + BUS_POLL_FALLBACK_MS;
+    }
+    if (now_ms >= self->next_hb_ms) {
+        s_relay_heartbeat(self);
+        self->next_hb_ms = now_ms + BUS_HEARTBEAT_MS;
+    }
+    int64_t wait = self->next_hb_ms - now_ms;
+    if (self->next_scan_ms - now_ms < wait)
+        wait = self->next_scan_ms - now_ms;
+    return wait < 0 ? 0 : (int)wait;
+}
+
+void
+bus_relay_run(bus_relay_t *self, volatile int *stop)
+{
+    while (!*stop) {
+        int wait = bus_relay_step(self, s_now_ms());
+        if (wait < 0)
+            wait = BUS_LEADER_RETRY_MS;
+        int fd = bus_relay_fd(self);
+        zmq_pollitem_t item = {NULL, fd, ZMQ_POLLIN, 0};
+        if (fd >= 0 && self->stats.leader)
+            zmq_poll(&item, 1, wait);
+        else
+            zmq_poll(NULL, 0, wait);
+    }
+}
+
+/* ---- Subscriber -------------------------------------------------------------------- */
+
+struct bus_sub {
+    db_t *db;
+    void *sub;
+    char schema[EVMSG_SRC_MAX + 1]; /* the consumer's schema: cursor, rejects */
+    char stream[EVMSG_SRC_MAX + 1]; /* the producer's schema: outbox */
+    char hb_topic[EVMSG_SRC_MAX + 8];
+    char **prefixes;
+    size_t nprefixes;
+    bus_handler_fn *fn;
+    void *arg;
+    int shard, nshards;
+    bus_key_fn *key_fn;
+    void *key_arg;
+    bool subscribed;
+    bool started;       /* cursor loaded */
+    bool need_catchup;
+    char st_cursor_get[BUS_STMT_MAX], st_cursor_set[BUS_STMT_MAX];
+    char st_reject[BUS_STMT_MAX], st_fetch[BUS_STMT_MAX];
+    evmsg_t **live;     /* messages drained from the socket, BUS_BATCH_MAX */
+    bus_event_t *events;
+    char (*topics)[EVMSG_TOPIC_MAX + 1];
+    char *buf;          /* envelope scratch for catch-up */
+    bus_sub_stats_t stats;
+};
+
+bus_sub_t *
+bus_sub_new(db_t *db, const char *schema, const char *stream, const char *const prefixes[],
+            void *sub, bus_handler_fn *fn, void *arg)
+{
+    if (!db || !sub || !fn || !prefixes || !s_name_ok(schema) || !s_name_ok(stream))
+        return NULL;
+    bus_sub_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->db = db;
+    self->sub = sub;
+    self->fn = fn;
+    self->arg = arg;
+    self->nshards = 1;
+    snprintf(self->schema, sizeof self->schema, "%s", schema);
+    snprintf(self->stream, sizeof self->stream, "%s", stream);
+    snprintf(self->hb_topic, sizeof self->hb_topic, "_hb.%s", stream);
+    while (prefixes[self->nprefixes])
+        self->nprefixes++;
+    self->prefixes = calloc(self->nprefixes + 1, sizeof(char *));
+    self->live = calloc(BUS_BATCH_MAX, sizeof(evmsg_t *));
+    self->events = calloc(BUS_BATCH_MAX, sizeof(bus_event_t));
+    self->topics = calloc(BUS_BATCH_MAX, sizeof *self->topics);
+    self->buf = malloc(EVMSG_MAX_BYTES);
+    bool ok = self->prefixes && self->live && self->events && self->topics && self->buf;
+    for (size_t i = 0; ok && i < self->nprefixes; i++)
+        ok = (self->prefixes[i] = strdup(prefixes[i])) != NULL;
+    if (!ok)
+        bus_sub_destroy(&self);
+    return self;
+}
+
+void
+bus_sub_destroy(bus_sub_t **self_p)
+{
+    assert(self_p);
+    if (*self_p) {
+        bus_sub_t *self = *self_p;
+        for (size_t i = 0; self->prefixes && i < self->nprefixes; i++)
+            free(self->prefixes[i]);
+        free(self->prefixes);
+        if (self->live)
+            for (int i = 0; i < BUS_BATCH_MAX; i++)
+                evmsg_destroy(&self->live[i]);
+        free(self->live);
+        free(self->events);
+        free(self->topics);
+        free(self->buf);
+        free(self);
+        *self_p = NULL;
+    }
+}
+
+int
+bus_sub_set_shard(bus_sub_t *self, int index, int count, bus_key_fn *key_fn, void *arg)
+{
+    if (count < 1 || index < 0 || index >= count || self->started)
+        return -1;
+    self->shard = index;
+    self->nshards = count;
+    self->key_fn = key_fn;
+    self->key_arg = arg;
+    return 0;
+}
+
+bus_sub_stats_t
+bus_sub_stats(const bus_sub_t *self)
+{
+    return self->stats;
+}
+
+static int
+s_sub_prepare(bus_sub_t *self)
+{
+    if (s_prepare(self->db, self->st_cursor_get, "bus_cursor_get", self->schema,
+                  "SELECT seq FROM {s}.bus_cursor WHERE stream = $1 AND shard = $2::int"
+                  " AND nshards = $3::int",
+                  3) < 0 ||
+        s_prepare(self->db, self->st_cursor_set, "bus_cursor_set", self->schema,
+                  "INSERT INTO {s}.bus_cursor (stream, shard, nshards, seq)"
+                  " VALUES ($1, $2::int, $3::int, $4::bigint)"
+                  " ON CONFLICT (stream, shard, nshards)"
+                  " DO UPDATE SET seq = excluded.seq, updated_at = now()",
+                  4) < 0 ||
+        s_prepare(self->db, self->st_reject, "bus_reject", self->schema,
+                  "INSERT INTO {s}.bus_rejected (stream, seq, topic, reason)"
+                  " VALUES ($1, $2::bigint, $3, $4) ON CONFLICT DO NOTHING",
+                  4) < 0)
+        return -1;
+    /* The fetch reads the producer's schema: the stream's name is part of the statement
+     * name so that one consumer reading two streams keeps both. */
+    char what[64];
+    snprintf(what, sizeof what, "bus_fetch_%s", self->schema);
+    return s_prepare(self->db, self->st_fetch, what, self->stream,
+                     "SELECT seq, aseq, topic, at, v, data FROM {s}.outbox"
+                     " WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int",
+                     2);
+}
+
+static int
+s_sub_load_cursor(bus_sub_t *self)
+{
+    char shard[16], nshards[16];
+    snprintf(shard, sizeof shard, "%d", self->shard);
+    snprintf(nshards, sizeof nshards, "%d", self->nshards);
+    const char *vals[3] = {self->stream, shard, nshards};
+    PGresult *r = db_exec_prepared(self->db, self->st_cursor_get, 3, vals, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    self->stats.cursor = PQntuples(r) == 1 ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    if (self->stats.head < self->stats.cursor)
+        self->stats.head = self->stats.cursor;
+    return 0;
+}
+
+/* Whether this subscriber's handler should see ev: one of its prefixes, and its shard. */
+static bool
+s_sub_wanted(bus_sub_t *self, const bus_event_t *ev)
+{
+    bool match = false;
+    for (size_t i = 0; i < self->nprefixes && !match; i++)
+        match = strncmp(ev->topic, self->prefixes[i], strlen(self->prefixes[i])) == 0;
+    if (!match)
+        return false;
+    if (self->nshards == 1)
+        return true;
+    char key[256];
+    size_t len;
+    if (self->key_fn && self->key_fn(ev, self->key_arg, key, sizeof key) == 0) {
+        len = strnlen(key, sizeof key);
+    } else {
+        size_t tl = strlen(ev->topic);
+        len = tl >= EVMSG_AGENCY_LEN ? EVMSG_AGENCY_LEN : tl;
+        memcpy(key, ev->topic + tl - len, len);
+    }
+    return bus_hash(key, len) % (uint64_t)self->nshards == (uint64_t)self->shard;
+}
+
+/* Applies events[0..n) (seqs cursor+1 .. cursor+n) and moves the cursor, in one
+ * transaction. Returns 0, or -1 (rolled back; nothing applied). */
+static int
+s_sub_apply(bus_sub_t *self, bus_event_t *events, int n)
+{
+    if (n == 0)
+        return 0;
+    assert(events[0].seq == self->stats.cursor + 1);
+    if (db_begin(self->db) < 0)
+        return -1;
+    uint64_t applied = 0, skipped = 0, rejected = 0;
+    for (int i = 0; i < n; i++) {
+        bus_event_t *ev = &events[i];
+        if (!s_sub_wanted(self, ev)) {
+            skipped++;
+            continue;
+        }
+        char why[256] = "";
+        int rc = self->fn(self->db, ev, self->arg, why, sizeof why);
+        if (rc == 0) {
+            applied++;
+        } else if (rc == BUS_REJECT) {
+            char seq[24];
+            snprintf(seq, sizeof seq, "%" PRIu64, ev->seq);
+            const char *vals[4] = {self->stream, seq, ev->topic, why[0] ? why : "rejected"};
+            PGresult *r = db_exec_prepared(self->db, self->st_reject, 4, vals, NULL, NULL, 0);
+            if (!r)
+                goto fail;
+            PQclear(r);
+            log_warn("event rejected", "stream=%s seq=%" PRIu64 " topic=%s reason=%s",
+                     self->stream, ev->seq, ev->topic, why);
+            rejected++;
+        } else {
+            log_warn("handler failed; will retry", "stream=%s seq=%" PRIu64 " topic=%s reason=%s",
+                     self->stream, ev->seq, ev->topic, why);
+            goto fail;
+        }
+    }
+    char shard[16], nshards[16], seq[24];
+    snprintf(shard, sizeof shard, "%d", self->shard);
+    snprintf(nshards, sizeof nshards, "%d", self->nshards);
+    snprintf(seq, sizeof seq, "%" PRIu64, events[n - 1].seq);
+    const char *vals[4] = {self->stream, shard, nshards, seq};
+    PGresult *r = db_exec_prepared(self->db, self->st_cursor_set, 4, vals, NULL, NULL, 0);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    int rc = db_commit(self->db);
+    if (rc == DB_UNKNOWN) {
+        /* It may have committed: read the cursor again before going on. */
+        self->started = false;
+        return -1;
+    }
+    if (rc < 0)
+        goto fail;
+    self->stats.cursor = events[n - 1].seq;
+    if (self->stats.head < self->stats.cursor)
+        self->stats.head = self->stats.cursor;
+    self->stats.applied += applied;
+    self->stats.skipped += skipped;
+    self->stats.rejected += rejected;
+    return 0;
+fail:
+    log_warn("events not applied", "stream=%s from=%" PRIu64 " n=%d reason=%s", self->stream,
+             events[0].seq, n, db_error(self->db));
+    db_rollback(self->db);
+    return -1;
+}
+
+/* Reads the outbox from the cursor to the stream's head and applies it, a batch per
+ * transaction. Returns 0, or -1. */
+static int
+s_sub_catch_up(bus_sub_t *self)
+{
+    self->stats.catchups++;
+    evmsg_t **msgs = self->live; /* the live buffer is empty here: reuse it */
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        char after[24], limit[16];
+        snprintf(after, sizeof after, "%" PRIu64, self->stats.cursor);
+        snprintf(limit, sizeof limit, "%d", BUS_BATCH_MAX);
+        const char *vals[2] = {after, limit};
+        PGresult *r = db_exec_prepared(self->db, self->st_fetch, 2, vals, NULL, NULL, 1);
+        if (!r)
+            return -1;
+        int n = PQntuples(r), good = 0;
+        for (int i = 0; i < n; i++) {
+            uint64_t seq = s_be64(PQgetvalue(r, i, 0));
+            if (seq != self->stats.cursor + 1 + (uint64_t)i) {
+                /* Cannot happen while one relay sequences in whole committed batches. */
+                log_error("outbox has a gap", "stream=%s expected=%" PRIu64 " found=%" PRIu64,
+                          self->stream, self->stats.cursor + 1 + (uint64_t)i, seq);
+                break;
+            }
+            evmsg_header_t hdr = {.seq = seq,
+                                  .aseq = s_be64(PQgetvalue(r, i, 1)),
+                                  .at = (int64_t)s_be64(PQgetvalue(r, i, 3)),
+                                  .v = s_be32(PQgetvalue(r, i, 4))};
+            snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
+            size_t len;
+            evmsg_err_t err = {{0}, {0}};
+            bus_event_t *ev = &self->events[i];
+            snprintf(self->topics[i], sizeof self->topics[i], "%.*s", PQgetlength(r, i, 2),
+                     PQgetvalue(r, i, 2));
+            *ev = (bus_event_t){.seq = hdr.seq, .aseq = hdr.aseq, .at = hdr.at, .v = hdr.v,
+                                .topic = self->topics[i]};
+            if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, PQgetvalue(r, i, 5),
+                                 (size_t)PQgetlength(r, i, 5), &len, &err) < 0 ||
+                evmsg_decode(self->buf, len, &msgs[i], &err) < 0) {
+                /* A row no producer could have written through bus_emit: the handler
+                 * cannot read it, so it is skipped as unwanted (logged). */
+                char why[300];
+                log_error("outbox row does not decode", "stream=%s seq=%" PRIu64 " err=%s",
+                          self->stream, seq, evmsg_err_str(&err, why, sizeof why));
+                snprintf(self->topics[i], sizeof self->topics[i], "_undecodable");
+                msgs[i] = NULL;
+            }
+            ev->msg = msgs[i];
+            good++;
+        }
+        PQclear(r);
+        self->stats.caught_up += (uint64_t)good;
+        int rc = s_sub_apply(self, self->events, good);
+        for (int i = 0; i < good; i++)
+            evmsg_destroy(&msgs[i]);
+        if (rc < 0)
+            return -1;
+        if (n < BUS_BATCH_MAX || good < n)
+            break;
+    }
+    if (self->stats.head < self->stats.cursor)
+        self->stats.head = self->stats.cursor;
+    self->need_catchup = false;
+    return 0;
+}
+
+int
+bus_sub_start(bus_sub_t *self)
+{
+    if (!self->subscribed) {
+        for (size_t i = 0; i < self->nprefixes; i++)
+            zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, self->prefixes[i], strlen(self->prefixes[i]));
+        zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, self->hb_topic, strlen(self->hb_topic));
+        self->subscribed = true;
+    }
+    if (s_sub_prepare(self) < 0 || s_sub_load_cursor(self) < 0) {
+        log_warn("subscriber cannot start", "stream=%s reason=%s", self->stream,
+                 db_error(self->db));
+        return -1;
+    }
+    self->started = true;
+    return s_sub_catch_up(self);
+}
+
+/* Receives one whole message; returns its frame count (0 when none waiting). Only the
+ * first two frames are kept; a longer message is drained and reported as such. */
+static int
+s_recv(void *sock, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    if (zmq_msg_recv(topic, sock, ZMQ_DONTWAIT) < 0)
+        return 0;
+    int frames = 1;
+    int more = 0;
+    size_t sz = sizeof more;
+    zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz);
+    while (more) {
+        zmq_msg_t *into = frames == 1 ? body : NULL;
+        zmq_msg_t junk;
+        if (!into) {
+            zmq_msg_init(&junk);
+            into = &junk;
+        }
+        zmq_msg_recv(into, sock, 0);
+        if (into == &junk)
+            zmq_msg_close(&junk);
+        frames++;
+        zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz);
+    }
+    return frames;
+}
+
+int
+bus_sub_step(bus_sub_t *self)
+{
+    if (!self->started && bus_sub_start(self) < 0)
+        return -1;
+
+    /* Drain what has arrived, up to a batch. */
+    int nlive = 0;
+    while (nlive < BUS_BATCH_MAX) {
+        zmq_msg_t topic, body;
+        zmq_msg_init(&topic);
+        zmq_msg_init(&body);
+        int frames = s_recv(self->sub, &topic, &body);
+        if (frames == 0) {
+            zmq_msg_close(&topic);
+            zmq_msg_close(&body);
+            break;
+        }
+        const char *t = zmq_msg_data(&topic);
+        size_t tlen = zmq_msg_size(&topic);
+        evmsg_t *msg = NULL;
+        evmsg_err_t err = {{0}, {0}};
+        if (frames != 2 || tlen > EVMSG_TOPIC_MAX ||
+            evmsg_decode(zmq_msg_data(&body), zmq_msg_size(&body), &msg, &err) < 0) {
+            self->stats.malformed++;
+            char why[300];
+            log_warn("malformed message dropped", "stream=%s frames=%d err=%s", self->stream,
+                     frames, evmsg_err_str(&err, why, sizeof why));
+        } else if (strcmp(evmsg_header(msg)->src, self->stream) != 0) {
+            evmsg_destroy(&msg); /* another stream's topic under one of our prefixes */
+        } else if (tlen == strlen(self->hb_topic) && memcmp(t, self->hb_topic, tlen) == 0) {
+            if (evmsg_header(msg)->seq > self->stats.head)
+                self->stats.head = evmsg_header(msg)->seq;
+            evmsg_destroy(&msg);
+        } else {
+            snprintf(self->topics[nlive], sizeof self->topics[nlive], "%.*s", (int)tlen, t);
+            self->live[nlive++] = msg;
+        }
+        zmq_msg_close(&topic);
+        zmq_msg_close(&body);
+    }
+
+    /* Take the contiguous run that follows the cursor; drop what is already applied; a
+     * jump ahead means something was lost on the way: repair from Postgres. */
+    int n = 0;
+    uint64_t next = self->stats.cursor + 1;
+    for (int i = 0; i < nlive; i++) {
+        const evmsg_header_t *h = evmsg_header(self->live[i]);
+        if (h->seq > self->stats.head)
+            self->stats.head = h->seq;
+        if (self->need_catchup)
+            continue;
+        if (h->seq < next) {
+            self->stats.duplicates++;
+        } else if (h->seq == next) {
+            self->events[n++] = (bus_event_t){.seq = h->seq, .aseq = h->aseq, .at = h->at,
+                                              .v = h->v, .topic = self->topics[i],
+                                              .msg = self->live[i]};
+            next++;
+        } else {
+            self->stats.gaps++;
+            self->need_catchup = true;
+        }
+    }
+    int rc = s_sub_apply(self, self->events, n);
+    for (int i = 0; i < nlive; i++)
+        evmsg_destroy(&self->live[i]);
+    if (rc < 0)
+        return -1;
+    if (self->need_catchup || self->stats.head > self->stats.cursor)
+        return s_sub_catch_up(self);
+    return 0;
+}
+
+void
+bus_sub_run(bus_sub_t *self, volatile int *stop)
+{
+    while (!*stop) {
+        if (bus_sub_step(self) < 0) {
+            zmq_poll(NULL, 0, BUS_RETRY_MS);
+            continue;
+        }
+        zmq_pollitem_t item = {self->sub, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&item, 1, BUS_HEARTBEAT_MS);
+    }
+}
