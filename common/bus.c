@@ -122,6 +122,28 @@ bus_migrate(db_t *db, const char *schema, const char *dir)
 
 /* ---- Producer ---------------------------------------------------------------------- */
 
+/* Checks one event as the relay will encode it, so a bad event is refused here, in the
+ * producer's transaction, and never blocks the stream later. Fills agency. */
+static int
+s_check_event(const char *schema, const char *topic, uint32_t v, const void *data,
+              size_t data_len, char agency[EVMSG_AGENCY_LEN + 1], evmsg_err_t *err)
+{
+    if (!s_name_ok(schema)) {
+        snprintf(err->path, sizeof err->path, "schema");
+        snprintf(err->reason, sizeof err->reason, "not a stream name");
+        return -1;
+    }
+    if (!topic || evmsg_topic_check(topic, strlen(topic), agency, err) < 0)
+        return -1;
+    evmsg_header_t hdr = {.seq = 1, .aseq = 1, .at = 0, .v = v};
+    snprintf(hdr.src, sizeof hdr.src, "%s", schema);
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init(&scratch);
+    int rc = evmsg_encode(&scratch, &hdr, data, data_len, err);
+    msgpack_sbuffer_destroy(&scratch);
+    return rc;
+}
+
 int
 bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void *data,
          size_t data_len, evmsg_err_t *err)
@@ -129,25 +151,9 @@ bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void
     evmsg_err_t local = {{0}, {0}};
     if (!err)
         err = &local;
-    if (!s_name_ok(schema)) {
-        snprintf(err->path, sizeof err->path, "schema");
-        snprintf(err->reason, sizeof err->reason, "not a stream name");
-        return -1;
-    }
     char agency[EVMSG_AGENCY_LEN + 1];
-    if (!topic || evmsg_topic_check(topic, strlen(topic), agency, err) < 0)
+    if (s_check_event(schema, topic, v, data, data_len, agency, err) < 0)
         return -1;
-    /* Check data exactly as the relay will encode it, so a bad event is refused here,
-     * in the producer's transaction, and never blocks the stream later. */
-    evmsg_header_t hdr = {.seq = 1, .aseq = 1, .at = 0, .v = v};
-    snprintf(hdr.src, sizeof hdr.src, "%s", schema);
-    msgpack_sbuffer scratch;
-    msgpack_sbuffer_init(&scratch);
-    int rc = evmsg_encode(&scratch, &hdr, data, data_len, err);
-    msgpack_sbuffer_destroy(&scratch);
-    if (rc < 0)
-        return -1;
-
     char name[BUS_STMT_MAX];
     if (s_prepare(tx, name, "bus_emit", schema,
                   "INSERT INTO {s}.outbox (topic, agency, v, data) VALUES ($1, $2, $3::int, $4)",
@@ -163,6 +169,111 @@ bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void
         return -1;
     PQclear(r);
     return 0;
+}
+
+/* A one-dimensional PostgreSQL array in binary form (array_recv): header, then each
+ * element as a 4-byte length and its bytes. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} s_array_t;
+
+static int
+s_array_put(s_array_t *a, const void *p, size_t n)
+{
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 4096;
+        while (cap < a->len + n)
+            cap *= 2;
+        char *grown = realloc(a->buf, cap);
+        if (!grown)
+            return -1;
+        a->buf = grown;
+        a->cap = cap;
+    }
+    memcpy(a->buf + a->len, p, n);
+    a->len += n;
+    return 0;
+}
+
+static int
+s_array_u32(s_array_t *a, uint32_t v)
+{
+    uint32_t be = htonl(v);
+    return s_array_put(a, &be, 4);
+}
+
+static int
+s_array_begin(s_array_t *a, uint32_t elem_oid, size_t n)
+{
+    a->len = 0;
+    /* ndim 1, no nulls, element type, then (length, lower bound 1). */
+    return s_array_u32(a, 1) | s_array_u32(a, 0) | s_array_u32(a, elem_oid) |
+           s_array_u32(a, (uint32_t)n) | s_array_u32(a, 1);
+}
+
+static int
+s_array_elem(s_array_t *a, const void *p, size_t n)
+{
+    return s_array_u32(a, (uint32_t)n) | s_array_put(a, p, n);
+}
+
+int
+bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
+               evmsg_err_t *err)
+{
+    enum { OID_BYTEA = 17, OID_INT4 = 23, OID_TEXT = 25 };
+    evmsg_err_t local = {{0}, {0}};
+    if (!err)
+        err = &local;
+    if (n == 0)
+        return 0;
+    if (n > BUS_BATCH_MAX) {
+        snprintf(err->reason, sizeof err->reason, "more than %d events in one batch",
+                 BUS_BATCH_MAX);
+        return -1;
+    }
+    s_array_t arr[4] = {{0}};
+    int rc = -1, bad = 0;
+    bad |= s_array_begin(&arr[0], OID_TEXT, n) | s_array_begin(&arr[1], OID_TEXT, n) |
+           s_array_begin(&arr[2], OID_INT4, n) | s_array_begin(&arr[3], OID_BYTEA, n);
+    for (size_t i = 0; i < n && !bad; i++) {
+        const bus_event_in_t *e = &events[i];
+        char agency[EVMSG_AGENCY_LEN + 1];
+        if (s_check_event(schema, e->topic, e->v, e->data, e->data_len, agency, err) < 0) {
+            char path[EVMSG_PATH_MAX];
+            snprintf(path, sizeof path, "[%zu]%s%.100s", i, err->path[0] ? "." : "", err->path);
+            memcpy(err->path, path, sizeof path);
+            goto done;
+        }
+        uint32_t v = htonl(e->v);
+        bad |= s_array_elem(&arr[0], e->topic, strlen(e->topic)) |
+               s_array_elem(&arr[1], agency, EVMSG_AGENCY_LEN) | s_array_elem(&arr[2], &v, 4) |
+               s_array_elem(&arr[3], e->data, e->data_len);
+    }
+    if (bad) {
+        snprintf(err->reason, sizeof err->reason, "out of memory");
+        goto done;
+    }
+    char name[BUS_STMT_MAX];
+    if (s_prepare(tx, name, "bus_emit_batch", schema,
+                  "INSERT INTO {s}.outbox (topic, agency, v, data)"
+                  " SELECT topic, agency, v, data FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[])"
+                  " WITH ORDINALITY AS e(topic, agency, v, data, i) ORDER BY i",
+                  4) < 0)
+        goto done;
+    const char *values[4] = {arr[0].buf, arr[1].buf, arr[2].buf, arr[3].buf};
+    const int lengths[4] = {(int)arr[0].len, (int)arr[1].len, (int)arr[2].len, (int)arr[3].len};
+    const int formats[4] = {1, 1, 1, 1};
+    PGresult *r = db_exec_prepared(tx, name, 4, values, lengths, formats, 0);
+    if (r) {
+        PQclear(r);
+        rc = 0;
+    }
+done:
+    for (int i = 0; i < 4; i++)
+        free(arr[i].buf);
+    return rc;
 }
 
 /* ---- Relay ------------------------------------------------------------------------- */

@@ -53,6 +53,23 @@ int bus_migrate(db_t *db, const char *schema, const char *dir);
 int bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void *data,
              size_t data_len, evmsg_err_t *err);
 
+/* One event for bus_emit_batch. */
+typedef struct {
+    const char *topic;
+    uint32_t v;
+    const void *data;
+    size_t data_len;
+} bus_event_in_t;
+
+/* Writes n events (n <= BUS_BATCH_MAX) into <schema>.outbox in one statement (binary
+ * arrays through unnest: one round trip), in the caller's open transaction, in order.
+ * Each is checked as bus_emit checks it, before anything is written: on bad input
+ * returns -1 with err->path prefixed by the event's index ("[3].topic") and writes
+ * nothing. Returns 0, or -1 (err, or db_error on a database failure). The group-commit
+ * path: a service gathering many requests in one loop turn emits their events at once. */
+int bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
+                   evmsg_err_t *err);
+
 /* ---- Relay ------------------------------------------------------------------------- */
 
 typedef struct bus_relay bus_relay_t;

@@ -261,6 +261,50 @@ test_emit_refuses_bad_input_and_writes_nothing(void **state)
 }
 
 static void
+test_emit_batch_in_order_or_not_at_all(void **state)
+{
+    fx_t *fx = *state;
+    msgpack_sbuffer sb[3];
+    bus_event_in_t ev[3];
+    for (int i = 0; i < 3; i++) {
+        msgpack_sbuffer_init(&sb[i]);
+        s_pack(&sb[i], 10 + i);
+        ev[i] = (bus_event_in_t){"case.opened." AG2, 1, sb[i].data, sb[i].size};
+    }
+    /* One bad event refuses the whole batch, naming its index. */
+    ev[1].topic = "case.opened.short";
+    evmsg_err_t err = {{0}, {0}};
+    assert_int_equal(db_begin(fx->prod), 0);
+    assert_int_equal(bus_emit_batch(fx->prod, "prod", ev, 3, &err), -1);
+    assert_string_equal(err.path, "[1].topic");
+    assert_int_equal(db_commit(fx->prod), 0);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox"), 0);
+
+    ev[1].topic = "case.closed." AG3;
+    assert_int_equal(db_begin(fx->prod), 0);
+    assert_int_equal(bus_emit_batch(fx->prod, "prod", ev, 3, &err), 0);
+    assert_int_equal(db_commit(fx->prod), 0);
+    PGresult *r = s_sql(fx->prod, "SELECT topic, agency, v FROM prod.outbox ORDER BY id");
+    assert_int_equal(PQntuples(r), 3);
+    assert_string_equal(PQgetvalue(r, 0, 0), "case.opened." AG2);
+    assert_string_equal(PQgetvalue(r, 1, 0), "case.closed." AG3);
+    assert_string_equal(PQgetvalue(r, 1, 1), AG3);
+    assert_string_equal(PQgetvalue(r, 2, 2), "1");
+    PQclear(r);
+    /* The data bytes arrive unchanged: the relay publishes what was emitted. */
+    r = db_query(fx->prod, "SELECT data FROM prod.outbox ORDER BY id", 0, NULL);
+    assert_non_null(r);
+    size_t len;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 2, 0), &len);
+    assert_int_equal(len, sb[2].size);
+    assert_memory_equal(raw, sb[2].data, len);
+    PQfreemem(raw);
+    PQclear(r);
+    for (int i = 0; i < 3; i++)
+        msgpack_sbuffer_destroy(&sb[i]);
+}
+
+static void
 test_relay_sequences_gapless_per_stream_and_agency(void **state)
 {
     fx_t *fx = *state;
@@ -569,6 +613,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_is_fnv1a),
         cmocka_unit_test_setup_teardown(test_emit_refuses_bad_input_and_writes_nothing, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_batch_in_order_or_not_at_all, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_relay_sequences_gapless_per_stream_and_agency,
                                         s_setup, s_teardown),
