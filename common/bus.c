@@ -612,7 +612,9 @@ struct bus_sub {
     char **prefixes;
     size_t nprefixes;
     bus_handler_fn *fn;
+    bus_batch_fn *batch_fn; /* when set, instead of fn */
     void *arg;
+    bus_event_t *wanted;    /* the batch handler's events, BUS_BATCH_MAX */
     int shard, nshards;
     bus_key_fn *key_fn;
     void *key_arg;
@@ -651,8 +653,10 @@ bus_sub_new(db_t *db, const char *schema, const char *stream, const char *const 
     self->live = calloc(BUS_BATCH_MAX, sizeof(evmsg_t *));
     self->events = calloc(BUS_BATCH_MAX, sizeof(bus_event_t));
     self->topics = calloc(BUS_BATCH_MAX, sizeof *self->topics);
+    self->wanted = calloc(BUS_BATCH_MAX, sizeof(bus_event_t));
     self->buf = malloc(EVMSG_MAX_BYTES);
-    bool ok = self->prefixes && self->live && self->events && self->topics && self->buf;
+    bool ok = self->prefixes && self->live && self->events && self->topics && self->wanted &&
+              self->buf;
     for (size_t i = 0; ok && i < self->nprefixes; i++)
         ok = (self->prefixes[i] = strdup(prefixes[i])) != NULL;
     if (!ok)
@@ -674,11 +678,18 @@ bus_sub_destroy(bus_sub_t **self_p)
                 evmsg_destroy(&self->live[i]);
         free(self->live);
         free(self->events);
+        free(self->wanted);
         free(self->topics);
         free(self->buf);
         free(self);
         *self_p = NULL;
     }
+}
+
+void
+bus_sub_set_batch_handler(bus_sub_t *self, bus_batch_fn *fn)
+{
+    self->batch_fn = fn;
 }
 
 int
@@ -778,10 +789,15 @@ s_sub_apply(bus_sub_t *self, bus_event_t *events, int n)
     if (db_begin(self->db) < 0)
         return -1;
     uint64_t applied = 0, skipped = 0, rejected = 0;
+    int nwanted = 0;
     for (int i = 0; i < n; i++) {
         bus_event_t *ev = &events[i];
         if (!s_sub_wanted(self, ev)) {
             skipped++;
+            continue;
+        }
+        if (self->batch_fn) {
+            self->wanted[nwanted++] = *ev;
             continue;
         }
         char why[256] = "";
@@ -804,6 +820,14 @@ s_sub_apply(bus_sub_t *self, bus_event_t *events, int n)
                      self->stream, ev->seq, ev->topic, why);
             goto fail;
         }
+    }
+    if (nwanted > 0) {
+        if (self->batch_fn(self->db, self->wanted, nwanted, self->arg) != 0) {
+            log_warn("batch handler failed; will retry", "stream=%s from=%" PRIu64 " n=%d",
+                     self->stream, self->wanted[0].seq, nwanted);
+            goto fail;
+        }
+        applied += (uint64_t)nwanted;
     }
     char shard[16], nshards[16], seq[24];
     snprintf(shard, sizeof shard, "%d", self->shard);

@@ -160,6 +160,14 @@ typedef struct {
 bus_sub_t *bus_sub_new(db_t *db, const char *schema, const char *stream,
                        const char *const prefixes[], void *sub, bus_handler_fn *fn, void *arg);
 
+/* Handles the wanted events of each transaction together instead (one INSERT for many
+ * effects is what lets a consumer keep up with a fast stream): fn gets them in seq order
+ * and returns 0 to apply all, or -1 to roll back and retry them all after a pause. It
+ * replaces the per-event handler given to bus_sub_new; there is no per-event reject.
+ * Call before bus_sub_start. */
+typedef int(bus_batch_fn)(db_t *tx, const bus_event_t *events, int n, void *arg);
+void bus_sub_set_batch_handler(bus_sub_t *self, bus_batch_fn *fn);
+
 /* Makes this subscriber shard index of count (0 <= index < count): it handles only the
  * events whose key (key_fn, or the agency code when key_fn is NULL or returns -1)
  * hashes (FNV-1a 64) to index modulo count. Each shard keeps its own cursor. Call

@@ -26,6 +26,7 @@ typedef struct {
 
 extern const sxctl_verb_t sxctl_verb_workday;
 extern const sxctl_verb_t sxctl_verb_ident;
+extern const sxctl_verb_t sxctl_verb_keygen;
 
 /* Prints "sxctl VERB: MESSAGE" and a pointer to `sxctl VERB --help` on stderr; returns
  * SXCTL_USAGE, so a verb can `return sxctl_usage(...)`. */
