@@ -50,7 +50,7 @@ SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/fault/test_*.c))
 TEST_BINS := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
 
-.PHONY: all test asan fuzz run format deps clean bench
+.PHONY: all test asan fuzz run format deps clean bench-bus
 all: $(LIBSX) $(SERVICE_BINS) $(TOOL_BINS)
 
 # Installs missing Debian packages first (a no-op when all are present).
@@ -120,6 +120,12 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 
 fuzz: deps $(FUZZ_BINS)
 	@./tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# Benchmarks: a table on stdout and build/bench/<name>.json, with a reference figure
+# measured in the same run. Under throw-away servers with fsync on.
+bench-bus: deps all
+	@SX_PG_FSYNC=1 ./tests/harness/with-servers env SX_BIN=$(TOP)/$(BUILD)/bin \
+		BENCH_OUT=$(TOP)/build/bench/bus.json ./tools/bench/bus.sh
 
 run: deps all
 	@./deploy/dev-stack
