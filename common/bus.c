@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -628,6 +629,7 @@ struct bus_sub {
     char (*topics)[EVMSG_TOPIC_MAX + 1];
     char *buf;          /* envelope scratch for catch-up */
     bus_sub_stats_t stats;
+    _Atomic int64_t heard_ms; /* CLOCK_MONOTONIC of the last heartbeat; read by /healthz */
 };
 
 bus_sub_t *
@@ -1002,6 +1004,7 @@ bus_sub_step(bus_sub_t *self)
         } else if (strcmp(evmsg_header(msg)->src, self->stream) != 0) {
             evmsg_destroy(&msg); /* another stream's topic under one of our prefixes */
         } else if (tlen == strlen(self->hb_topic) && memcmp(t, self->hb_topic, tlen) == 0) {
+            atomic_store(&self->heard_ms, s_now_ms());
             if (evmsg_header(msg)->seq > self->stats.head)
                 self->stats.head = evmsg_header(msg)->seq;
             evmsg_destroy(&msg);
@@ -1043,6 +1046,24 @@ bus_sub_step(bus_sub_t *self)
     if (self->need_catchup || self->stats.head > self->stats.cursor)
         return s_sub_catch_up(self);
     return 0;
+}
+
+bool
+bus_sub_check(void *arg, char *why, size_t whylen)
+{
+    bus_sub_t *self = arg;
+    int64_t heard = atomic_load(&self->heard_ms);
+    if (heard == 0) {
+        snprintf(why, whylen, "no heartbeat from stream %s through the broker yet", self->stream);
+        return false;
+    }
+    int64_t ago = s_now_ms() - heard;
+    if (ago > BUS_HEARD_MS) {
+        snprintf(why, whylen, "no heartbeat from stream %s through the broker for %" PRId64 " ms",
+                 self->stream, ago);
+        return false;
+    }
+    return true;
 }
 
 void

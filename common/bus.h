@@ -191,6 +191,13 @@ void bus_sub_destroy(bus_sub_t **self_p);
 
 bus_sub_stats_t bus_sub_stats(const bus_sub_t *self);
 
+/* A health check for /healthz (ops_check_fn; arg is a bus_sub_t *): healthy while a
+ * heartbeat of the stream has arrived through the broker within BUS_HEARD_MS, so it
+ * proves the broker reachable and the stream's relay alive end to end; otherwise why
+ * says which. Safe to call from the ops thread. */
+#define BUS_HEARD_MS 3500
+bool bus_sub_check(void *arg, char *why, size_t whylen);
+
 /* FNV-1a 64 of len bytes: the shard hash, fixed so every instance and language agrees. */
 uint64_t bus_hash(const void *data, size_t len);
 

@@ -449,6 +449,9 @@ test_heartbeat_exposes_silent_loss(void **state)
     const char *const prefixes[] = {"case.", NULL};
     bus_sub_t *sub = bus_sub_new(fx->cons, "cons", "prod", prefixes, fx->sub, s_handler, NULL);
     assert_int_equal(bus_sub_start(sub), 0);
+    char why0[160] = "";
+    assert_false(bus_sub_check(sub, why0, sizeof why0));
+    assert_string_equal(why0, "no heartbeat from stream prod through the broker yet");
     /* The last 50 events are lost in the air and nothing follows them: only the next
      * heartbeat (seq 50) tells the subscriber they exist. */
     void *nowhere = zmq_socket(fx->ctx, ZMQ_PUB);
@@ -468,6 +471,9 @@ test_heartbeat_exposes_silent_loss(void **state)
     bus_sub_stats_t st = bus_sub_stats(sub);
     assert_int_equal(st.cursor, 50);
     assert_int_equal(st.head, 50);
+    /* Heartbeats arriving: the health check passes. */
+    char why[160] = "";
+    assert_true(bus_sub_check(sub, why, sizeof why));
     assert_int_equal(s_count(fx->cons, "SELECT count(*) FROM cons.effects"), 50);
     bus_relay_destroy(&relay);
     bus_sub_destroy(&sub);
@@ -533,6 +539,73 @@ test_one_leader_and_takeover_without_reuse_or_skip(void **state)
     assert_int_equal(s_count(fx->prod, "SELECT max(seq) FROM prod.outbox"), 1000);
     bus_relay_destroy(&a);
     bus_relay_destroy(&b);
+}
+
+static void
+test_malformed_live_frames_dropped_counted_and_serving_goes_on(void **state)
+{
+    fx_t *fx = *state;
+    const char *const prefixes[] = {"case.", NULL};
+    bus_sub_t *sub = bus_sub_new(fx->cons, "cons", "prod", prefixes, fx->sub, s_handler, NULL);
+    assert_int_equal(bus_sub_start(sub), 0);
+    bus_relay_t *relay = bus_relay_new(fx->relay1, "prod", fx->pub);
+    s_pump(relay, sub, UINT64_MAX, 1500); /* the subscription reaches the publisher */
+
+    /* One frame; three frames; an envelope that is not msgpack; a valid envelope with a
+     * bad field. All on a subscribed topic. */
+    const char *t = "case.opened." AG1;
+    zmq_send(fx->pub, t, strlen(t), 0);
+    zmq_send(fx->pub, t, strlen(t), ZMQ_SNDMORE);
+    zmq_send(fx->pub, "a", 1, ZMQ_SNDMORE);
+    zmq_send(fx->pub, "b", 1, 0);
+    zmq_send(fx->pub, t, strlen(t), ZMQ_SNDMORE);
+    zmq_send(fx->pub, "\xc1\xc1", 2, 0);
+    static const unsigned char bad_seq[] = {0x86, 0xa3, 's', 'e', 'q', 0xa1, 'x'};
+    zmq_send(fx->pub, t, strlen(t), ZMQ_SNDMORE);
+    zmq_send(fx->pub, bad_seq, sizeof bad_seq, 0);
+
+    s_emit(fx->prod, 0, 20, 20);
+    s_pump(relay, sub, 20, 5000);
+    bus_sub_stats_t st = bus_sub_stats(sub);
+    assert_int_equal(st.malformed, 4);
+    assert_int_equal(st.cursor, 20);
+    assert_int_equal(s_count(fx->cons, "SELECT count(*) FROM cons.effects"), 20);
+    bus_relay_destroy(&relay);
+    bus_sub_destroy(&sub);
+}
+
+static int
+s_batch_handler(db_t *tx, const bus_event_t *events, int n, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    for (int i = 0; i < n; i++) {
+        char why[64];
+        if (s_handler(tx, &events[i], NULL, why, sizeof why) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+test_batch_handler_sees_whole_transactions(void **state)
+{
+    fx_t *fx = *state;
+    const char *const prefixes[] = {"case.", NULL};
+    s_emit(fx->prod, 0, 2500, 500);
+    bus_relay_t *relay = bus_relay_new(fx->relay1, "prod", fx->pub);
+    s_pump(relay, NULL, 0, 800);
+    int calls = 0;
+    bus_sub_t *sub = bus_sub_new(fx->cons, "cons", "prod", prefixes, fx->sub, s_handler, &calls);
+    bus_sub_set_batch_handler(sub, s_batch_handler);
+    assert_int_equal(bus_sub_start(sub), 0);
+    assert_int_equal(bus_sub_stats(sub).applied, 2500);
+    /* A call per catch-up page of BUS_BATCH_MAX, not one per event. */
+    assert_int_equal(calls, (2500 + BUS_BATCH_MAX - 1) / BUS_BATCH_MAX);
+    assert_int_equal(s_count(fx->cons, "SELECT count(*) FROM cons.effects WHERE prev <> seq - 1"),
+                     0);
+    bus_relay_destroy(&relay);
+    bus_sub_destroy(&sub);
 }
 
 static int
@@ -629,6 +702,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_one_leader_and_takeover_without_reuse_or_skip,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_shards_split_the_stream, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_malformed_live_frames_dropped_counted_and_serving_goes_on, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_handler_sees_whole_transactions, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_migrations_coexist_with_service_set, s_setup,
                                         s_teardown),
     };
