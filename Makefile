@@ -50,6 +50,13 @@ SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/fault/test_*.c))
 TEST_BINS := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
 
+# A service's own logic tested directly: tests/services/<svc>/test_<x>.c becomes
+# $(BUILD)/tests/test_<svc>_<x>, linked with the service's objects other than main.o.
+SVC_TEST_SRC := $(sort $(wildcard tests/services/*/test_*.c))
+svc_of = $(word 3,$(subst /, ,$(1)))
+svc_test_bin = $(BUILD)/tests/test_$(call svc_of,$(1))_$(patsubst test_%,%,$(notdir $(1:.c=)))
+TEST_BINS += $(foreach t,$(SVC_TEST_SRC),$(call svc_test_bin,$(t)))
+
 .PHONY: all test asan fuzz run format deps clean bench-bus
 all: $(LIBSX) $(SERVICE_BINS) $(TOOL_BINS)
 
@@ -96,6 +103,14 @@ $(BUILD)/tests/$(notdir $(1:.c=)): $(BUILD)/obj/$(1:.c=.o) $(SUPPORT_OBJ) $(LIBS
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(CMOCKA_LIBS) $$(LDLIBS)
 endef
 $(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
+
+define svc_test_rule
+$(call svc_test_bin,$(1)): $(BUILD)/obj/$(1:.c=.o) $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wildcard services/$(call svc_of,$(1))/*.c))) $(SUPPORT_OBJ) $(LIBSX)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  LINK    $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(CMOCKA_LIBS) $$(LDLIBS)
+endef
+$(foreach t,$(SVC_TEST_SRC),$(eval $(call svc_test_rule,$(t))))
 
 # The harness starts a throw-away PostgreSQL and Redis, runs the tests, and stops both
 # by PID however the run ends. T=name runs one test binary.
