@@ -14,10 +14,10 @@
 
 #include "log.h"
 
-#define BUS_RELAY_LOCK_KEY 0x7378726c /* "sxrl": the relays' advisory lock class */
-#define BUS_POLL_FALLBACK_MS 200      /* the relay looks at the outbox at least this often */
-#define BUS_RETRY_MS 500              /* a subscriber's pause after a failure */
-#define BUS_STMT_MAX 96
+#define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
+#define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
+#define BUS_RETRY_MS         500        /* a subscriber's pause after a failure */
+#define BUS_STMT_MAX         96
 
 /* ---- Helpers ----------------------------------------------------------------------- */
 
@@ -54,8 +54,8 @@ s_sql(char *out, size_t size, const char *tmpl, const char *schema)
 
 /* Prepares a statement named "<what>:<schema>" from tmpl; the name goes to name. */
 static int
-s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema,
-          const char *tmpl, int nparams)
+s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema, const char *tmpl,
+          int nparams)
 {
     char sql[2048];
     snprintf(name, BUS_STMT_MAX, "%s:%s", what, schema);
@@ -126,8 +126,8 @@ bus_migrate(db_t *db, const char *schema, const char *dir)
 /* Checks one event as the relay will encode it, so a bad event is refused here, in the
  * producer's transaction, and never blocks the stream later. Fills agency. */
 static int
-s_check_event(const char *schema, const char *topic, uint32_t v, const void *data,
-              size_t data_len, char agency[EVMSG_AGENCY_LEN + 1], evmsg_err_t *err)
+s_check_event(const char *schema, const char *topic, uint32_t v, const void *data, size_t data_len,
+              char agency[EVMSG_AGENCY_LEN + 1], evmsg_err_t *err)
 {
     if (!s_name_ok(schema)) {
         snprintf(err->path, sizeof err->path, "schema");
@@ -259,7 +259,8 @@ bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_
     char name[BUS_STMT_MAX];
     if (s_prepare(tx, name, "bus_emit_batch", schema,
                   "INSERT INTO {s}.outbox (topic, agency, v, data)"
-                  " SELECT topic, agency, v, data FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[])"
+                  " SELECT topic, agency, v, data FROM unnest($1::text[], $2::text[], $3::int[], "
+                  "$4::bytea[])"
                   " WITH ORDINALITY AS e(topic, agency, v, data, i) ORDER BY i",
                   4) < 0)
         goto done;
@@ -284,13 +285,13 @@ struct bus_relay {
     void *pub;                      /* PUB socket to the broker */
     char stream[EVMSG_SRC_MAX + 1]; /* = the producer's schema */
     char hb_topic[EVMSG_SRC_MAX + 8];
-    char st_seq[BUS_STMT_MAX];      /* the sequencing statement */
+    char st_seq[BUS_STMT_MAX]; /* the sequencing statement */
     char st_head[BUS_STMT_MAX];
-    uint64_t lock_conn;             /* db_connection_id the lock was taken on */
-    int64_t next_try_ms;            /* follower: next pg_try_advisory_lock */
-    int64_t next_hb_ms;             /* leader: next heartbeat */
-    int64_t next_scan_ms;           /* leader: next look at the outbox without a notify */
-    char *buf;                      /* envelope scratch, EVMSG_MAX_BYTES */
+    uint64_t lock_conn;   /* db_connection_id the lock was taken on */
+    int64_t next_try_ms;  /* follower: next pg_try_advisory_lock */
+    int64_t next_hb_ms;   /* leader: next heartbeat */
+    int64_t next_scan_ms; /* leader: next look at the outbox without a notify */
+    char *buf;            /* envelope scratch, EVMSG_MAX_BYTES */
     bus_relay_stats_t stats;
 };
 
@@ -329,8 +330,8 @@ bus_relay_destroy(bus_relay_t **self_p)
             char key[16];
             snprintf(key, sizeof key, "%d", BUS_RELAY_LOCK_KEY);
             const char *vals[2] = {key, self->stream};
-            PQclear(db_query(self->db, "SELECT pg_advisory_unlock($1::int, hashtext($2))", 2,
-                             vals));
+            PQclear(
+                db_query(self->db, "SELECT pg_advisory_unlock($1::int, hashtext($2))", 2, vals));
         }
         free(self->buf);
         free(self);
@@ -368,8 +369,7 @@ s_relay_try_lead(bus_relay_t *self)
     char key[16];
     snprintf(key, sizeof key, "%d", BUS_RELAY_LOCK_KEY);
     const char *vals[2] = {key, self->stream};
-    PGresult *r =
-        db_query(self->db, "SELECT pg_try_advisory_lock($1::int, hashtext($2))", 2, vals);
+    PGresult *r = db_query(self->db, "SELECT pg_try_advisory_lock($1::int, hashtext($2))", 2, vals);
     if (!r)
         return -1;
     bool got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -399,8 +399,7 @@ s_relay_try_lead(bus_relay_t *self)
     self->stats.takeovers++;
     self->next_hb_ms = 0;
     self->next_scan_ms = 0;
-    log_info("relay is leader", "stream=%s last_seq=%" PRIu64, self->stream,
-             self->stats.last_seq);
+    log_info("relay is leader", "stream=%s last_seq=%" PRIu64, self->stream, self->stats.last_seq);
     return 1;
 }
 
@@ -510,8 +509,7 @@ s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
                       self->stream, hdr.seq, evmsg_err_str(&err, why, sizeof why));
             continue;
         }
-        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf,
-                     len);
+        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf, len);
     }
     if (n > 0) {
         self->stats.sequenced += (uint64_t)n;
@@ -615,19 +613,19 @@ struct bus_sub {
     bus_handler_fn *fn;
     bus_batch_fn *batch_fn; /* when set, instead of fn */
     void *arg;
-    bus_event_t *wanted;    /* the batch handler's events, BUS_BATCH_MAX */
+    bus_event_t *wanted; /* the batch handler's events, BUS_BATCH_MAX */
     int shard, nshards;
     bus_key_fn *key_fn;
     void *key_arg;
     bool subscribed;
-    bool started;       /* cursor loaded */
+    bool started; /* cursor loaded */
     bool need_catchup;
     char st_cursor_get[BUS_STMT_MAX], st_cursor_set[BUS_STMT_MAX];
     char st_reject[BUS_STMT_MAX], st_fetch[BUS_STMT_MAX];
-    evmsg_t **live;     /* messages drained from the socket, BUS_BATCH_MAX */
+    evmsg_t **live; /* messages drained from the socket, BUS_BATCH_MAX */
     bus_event_t *events;
     char (*topics)[EVMSG_TOPIC_MAX + 1];
-    char *buf;          /* envelope scratch for catch-up */
+    char *buf; /* envelope scratch for catch-up */
     bus_sub_stats_t stats;
     _Atomic int64_t heard_ms; /* CLOCK_MONOTONIC of the last heartbeat; read by /healthz */
 };
@@ -657,8 +655,8 @@ bus_sub_new(db_t *db, const char *schema, const char *stream, const char *const 
     self->topics = calloc(BUS_BATCH_MAX, sizeof *self->topics);
     self->wanted = calloc(BUS_BATCH_MAX, sizeof(bus_event_t));
     self->buf = malloc(EVMSG_MAX_BYTES);
-    bool ok = self->prefixes && self->live && self->events && self->topics && self->wanted &&
-              self->buf;
+    bool ok =
+        self->prefixes && self->live && self->events && self->topics && self->wanted && self->buf;
     for (size_t i = 0; ok && i < self->nprefixes; i++)
         ok = (self->prefixes[i] = strdup(prefixes[i])) != NULL;
     if (!ok)
@@ -814,8 +812,8 @@ s_sub_apply(bus_sub_t *self, bus_event_t *events, int n)
             if (!r)
                 goto fail;
             PQclear(r);
-            log_warn("event rejected", "stream=%s seq=%" PRIu64 " topic=%s reason=%s",
-                     self->stream, ev->seq, ev->topic, why);
+            log_warn("event rejected", "stream=%s seq=%" PRIu64 " topic=%s reason=%s", self->stream,
+                     ev->seq, ev->topic, why);
             rejected++;
         } else {
             log_warn("handler failed; will retry", "stream=%s seq=%" PRIu64 " topic=%s reason=%s",
@@ -896,7 +894,10 @@ s_sub_catch_up(bus_sub_t *self)
             bus_event_t *ev = &self->events[i];
             snprintf(self->topics[i], sizeof self->topics[i], "%.*s", PQgetlength(r, i, 2),
                      PQgetvalue(r, i, 2));
-            *ev = (bus_event_t){.seq = hdr.seq, .aseq = hdr.aseq, .at = hdr.at, .v = hdr.v,
+            *ev = (bus_event_t){.seq = hdr.seq,
+                                .aseq = hdr.aseq,
+                                .at = hdr.at,
+                                .v = hdr.v,
                                 .topic = self->topics[i]};
             if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, PQgetvalue(r, i, 5),
                                  (size_t)PQgetlength(r, i, 5), &len, &err) < 0 ||
@@ -1029,8 +1030,11 @@ bus_sub_step(bus_sub_t *self)
         if (h->seq < next) {
             self->stats.duplicates++;
         } else if (h->seq == next) {
-            self->events[n++] = (bus_event_t){.seq = h->seq, .aseq = h->aseq, .at = h->at,
-                                              .v = h->v, .topic = self->topics[i],
+            self->events[n++] = (bus_event_t){.seq = h->seq,
+                                              .aseq = h->aseq,
+                                              .at = h->at,
+                                              .v = h->v,
+                                              .topic = self->topics[i],
                                               .msg = self->live[i]};
             next++;
         } else {

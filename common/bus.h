@@ -31,8 +31,8 @@
 #include "db.h"
 #include "evmsg.h"
 
-#define BUS_BATCH_MAX 1000 /* rows sequenced, or events handled, per transaction */
-#define BUS_HEARTBEAT_MS 1000
+#define BUS_BATCH_MAX       1000 /* rows sequenced, or events handled, per transaction */
+#define BUS_HEARTBEAT_MS    1000
 #define BUS_LEADER_RETRY_MS 500 /* how often a follower relay tries to become leader */
 
 /* ---- Tables ------------------------------------------------------------------------ */
@@ -139,16 +139,16 @@ typedef int(bus_key_fn)(const bus_event_t *ev, void *arg, char *key, size_t keyl
 typedef struct bus_sub bus_sub_t;
 
 typedef struct {
-    uint64_t applied;     /* events handed to the handler and committed */
-    uint64_t skipped;     /* events outside the prefixes or another shard's */
-    uint64_t rejected;    /* BUS_REJECT */
-    uint64_t duplicates;  /* live messages with seq <= cursor, dropped */
-    uint64_t gaps;        /* gaps seen in the live stream */
-    uint64_t catchups;    /* catch-up runs from Postgres */
-    uint64_t caught_up;   /* events read from Postgres during catch-ups */
-    uint64_t malformed;   /* live frames that did not decode, dropped */
+    uint64_t applied;    /* events handed to the handler and committed */
+    uint64_t skipped;    /* events outside the prefixes or another shard's */
+    uint64_t rejected;   /* BUS_REJECT */
+    uint64_t duplicates; /* live messages with seq <= cursor, dropped */
+    uint64_t gaps;       /* gaps seen in the live stream */
+    uint64_t catchups;   /* catch-up runs from Postgres */
+    uint64_t caught_up;  /* events read from Postgres during catch-ups */
+    uint64_t malformed;  /* live frames that did not decode, dropped */
     uint64_t cursor;
-    uint64_t head;        /* the highest seq known to exist (heartbeats, messages) */
+    uint64_t head; /* the highest seq known to exist (heartbeats, messages) */
 } bus_sub_stats_t;
 
 /* A subscriber of stream for the consuming service whose schema is schema (its cursor

@@ -340,10 +340,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_publisher_killed_between_commit_and_publish,
-                                        s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_kills_lose_nothing_and_apply_nothing_twice,
-                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_publisher_killed_between_commit_and_publish, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_kills_lose_nothing_and_apply_nothing_twice, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests_name("bus_kill", tests, NULL, NULL);
 }

@@ -29,10 +29,10 @@ typedef struct {
     db_t *prod;   /* producer's transactions */
     db_t *relay1; /* relays' own connections */
     db_t *relay2;
-    db_t *cons;   /* consumer */
+    db_t *cons; /* consumer */
     void *ctx;
-    void *sub;    /* bound, CURVE server */
-    void *pub;    /* connected, CURVE client */
+    void *sub; /* bound, CURVE server */
+    void *pub; /* connected, CURVE client */
     char endpoint[64];
     char server_pub[41], server_sec[41];
 } fx_t;
@@ -246,14 +246,12 @@ test_emit_refuses_bad_input_and_writes_nothing(void **state)
     assert_string_equal(err.path, "topic");
     memset(&err, 0, sizeof err);
     static const unsigned char not_a_map[] = {0x93, 1, 2, 3};
-    assert_int_equal(bus_emit(fx->prod, "prod", "case.opened." AG1, 1, not_a_map,
-                              sizeof not_a_map, &err),
-                     -1);
+    assert_int_equal(
+        bus_emit(fx->prod, "prod", "case.opened." AG1, 1, not_a_map, sizeof not_a_map, &err), -1);
     assert_true(err.reason[0] != '\0');
     memset(&err, 0, sizeof err);
-    assert_int_equal(bus_emit(fx->prod, "Prod; DROP", "case.opened." AG1, 1, sb.data, sb.size,
-                              &err),
-                     -1);
+    assert_int_equal(
+        bus_emit(fx->prod, "Prod; DROP", "case.opened." AG1, 1, sb.data, sb.size, &err), -1);
     assert_string_equal(err.path, "schema");
     assert_int_equal(db_commit(fx->prod), 0);
     assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox"), 0);
@@ -520,8 +518,9 @@ test_one_leader_and_takeover_without_reuse_or_skip(void **state)
     bus_relay_t *follower = leader == a ? b : a;
 
     /* The leader's session dies (as when its process is killed): its lock goes with it. */
-    PGresult *r = db_query(fx->prod, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                     " WHERE application_name = $1",
+    PGresult *r = db_query(fx->prod,
+                           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE application_name = $1",
                            1, (const char *[]){leader == a ? "relay1" : "relay2"});
     assert_non_null(r);
     PQclear(r);
@@ -689,8 +688,8 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_emit_batch_in_order_or_not_at_all, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_relay_sequences_gapless_per_stream_and_agency,
-                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_relay_sequences_gapless_per_stream_and_agency, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_live_delivery_applies_each_event_once_in_order,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_catch_up_from_cursor_after_restart, s_setup,
@@ -699,8 +698,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_exposes_silent_loss, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_rejected_event_recorded_and_stream_moves_on, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_one_leader_and_takeover_without_reuse_or_skip,
-                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_one_leader_and_takeover_without_reuse_or_skip, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_shards_split_the_stream, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(
             test_malformed_live_frames_dropped_counted_and_serving_goes_on, s_setup, s_teardown),

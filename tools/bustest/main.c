@@ -161,7 +161,7 @@ s_produce(int argc, char **argv)
     printf("produced %lld events in %.3f s (%.0f/s)\n", done, secs, secs > 0 ? done / secs : 0);
     int rc = 0;
     if (0) {
-fail:
+    fail:
         fprintf(stderr, "bustest: produce: %s\n", db_error(db));
         rc = 1;
     }
@@ -224,8 +224,10 @@ s_relay(int argc, char **argv)
     if (relay) {
         bus_relay_run(relay, &s_stop);
         bus_relay_stats_t st = bus_relay_stats(relay);
-        log_info("relay stopped", "sequenced=%" PRIu64 " published=%" PRIu64 " dropped=%" PRIu64
-                 " takeovers=%" PRIu64, st.sequenced, st.published, st.dropped, st.takeovers);
+        log_info("relay stopped",
+                 "sequenced=%" PRIu64 " published=%" PRIu64 " dropped=%" PRIu64
+                 " takeovers=%" PRIu64,
+                 st.sequenced, st.published, st.dropped, st.takeovers);
         rc = 0;
     }
     bus_relay_destroy(&relay);
