@@ -17,7 +17,7 @@
 #define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
 #define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
 #define BUS_RETRY_MS         500        /* a subscriber's pause after a failure */
-#define BUS_STMT_MAX         96
+#define BUS_STMT_MAX         DB_STMT_NAME_MAX
 
 /* ---- Helpers ----------------------------------------------------------------------- */
 
@@ -36,31 +36,12 @@ s_name_ok(const char *s)
     return i <= EVMSG_SRC_MAX;
 }
 
-/* Writes tmpl into out with every "{s}" replaced by the quoted schema name. */
-static void
-s_sql(char *out, size_t size, const char *tmpl, const char *schema)
-{
-    size_t o = 0;
-    for (const char *p = tmpl; *p && o + 1 < size;) {
-        if (p[0] == '{' && p[1] == 's' && p[2] == '}') {
-            o += (size_t)snprintf(out + o, size - o, "\"%s\"", schema);
-            p += 3;
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    out[o < size ? o : size - 1] = '\0';
-}
-
-/* Prepares a statement named "<what>:<schema>" from tmpl; the name goes to name. */
+/* Prepares a statement on schema (see db_prepare_in); its name goes to name. */
 static int
-s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema, const char *tmpl,
-          int nparams)
+s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema,
+          const char *tmpl, int nparams)
 {
-    char sql[2048];
-    snprintf(name, BUS_STMT_MAX, "%s:%s", what, schema);
-    s_sql(sql, sizeof sql, tmpl, schema);
-    return db_prepare(db, name, sql, nparams);
+    return db_prepare_in(db, schema, what, tmpl, nparams, name);
 }
 
 static int64_t
@@ -112,12 +93,6 @@ bus_hash(const void *data, size_t len)
 int
 bus_migrate(db_t *db, const char *schema, const char *dir)
 {
-    char path[4096];
-    if (!dir) {
-        const char *top = getenv("SX_SCHEMAS");
-        snprintf(path, sizeof path, "%s/sql/bus", top && *top ? top : "schemas");
-        dir = path;
-    }
     return db_migrate_set(db, schema, "bus", dir);
 }
 

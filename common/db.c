@@ -1045,9 +1045,49 @@ db_migrate(db_t *self, const char *schema, const char *dir)
 }
 
 int
+db_prepare_in(db_t *self, const char *schema, const char *what, const char *tmpl, int nparams,
+              char name[DB_STMT_NAME_MAX])
+{
+    assert(self && schema && what && tmpl && name);
+    if (!s_schema_ok(schema)) {
+        s_errf(self, "", "bad schema name \"%.80s\" (expected [a-z_][a-z0-9_]{0,62})", schema);
+        return -1;
+    }
+    int nlen = snprintf(name, DB_STMT_NAME_MAX, "%s:%s", what, schema);
+    char sql[4096];
+    size_t o = 0;
+    bool fits = nlen > 0 && nlen < DB_STMT_NAME_MAX;
+    for (const char *p = tmpl; *p && fits;) {
+        if (p[0] == '{' && p[1] == 's' && p[2] == '}') {
+            int w = snprintf(sql + o, sizeof sql - o, "\"%s\"", schema);
+            fits = w > 0 && o + (size_t)w < sizeof sql;
+            o += fits ? (size_t)w : 0;
+            p += 3;
+        } else {
+            fits = o + 1 < sizeof sql;
+            if (fits)
+                sql[o++] = *p++;
+        }
+    }
+    if (!fits) {
+        s_errf(self, "", "statement %.40s for schema %.64s is too long", what, schema);
+        return -1;
+    }
+    sql[o] = '\0';
+    return db_prepare(self, name, sql, nparams);
+}
+
+int
 db_migrate_set(db_t *self, const char *schema, const char *set, const char *dir)
 {
-    assert(self && schema && set && dir);
+    assert(self && schema && set);
+    char default_dir[1024];
+    if (!dir) {
+        const char *top = getenv("SX_SCHEMAS");
+        snprintf(default_dir, sizeof default_dir, "%s/sql/%s", top && *top ? top : "schemas",
+                 set);
+        dir = default_dir;
+    }
     /* The record table's name is spliced into SQL: hold it to a short identifier. */
     char table[64];
     bool set_ok = set[0] >= 'a' && set[0] <= 'z' && strlen(set) <= 32;

@@ -90,6 +90,17 @@ PGconn *db_conn(db_t *self);
  * no-op; with a different one it is an error. Returns 0 or -1. */
 int db_prepare(db_t *self, const char *name, const char *sql, int nparams);
 
+/* As db_prepare, for a statement on a schema chosen at run time (a service's own, or the
+ * producer's whose outbox a subscriber reads): every "{s}" in tmpl becomes the quoted
+ * schema name, which must match [a-z_][a-z0-9_]{0,62} (identifiers cannot be
+ * parameters; this is the one other place a name is spliced, after db_migrate). The
+ * statement is named "<what>:<schema>" (written into name, DB_STMT_NAME_MAX bytes) so
+ * one connection can hold it for several schemas. Returns 0, or -1 (bad schema, name or
+ * SQL too long, or db_prepare's errors). */
+#define DB_STMT_NAME_MAX 64
+int db_prepare_in(db_t *self, const char *schema, const char *what, const char *tmpl,
+                  int nparams, char name[DB_STMT_NAME_MAX]);
+
 /* Executes the prepared statement name with nparams values (values[i] == NULL is SQL
  * NULL; lengths and formats as for PQexecPrepared, NULL = all text), asking for results
  * in result_format (0 text, 1 binary). Returns the result (command or rows; the caller
@@ -165,7 +176,8 @@ int db_migrate(db_t *self, const char *schema, const char *dir);
  * <schema>.<set>_migrations instead of schema_migrations (set: [a-z][a-z0-9_]{0,31}).
  * The bus's tables (schemas/sql/bus) are such a set, applied to every service's schema
  * beside the service's own files. db_migrate(db, s, dir) is db_migrate_set(db, s,
- * "schema", dir). */
+ * "schema", dir). dir NULL means the set's folder in the repository's migrations:
+ * $SX_SCHEMAS/sql/<set>, or schemas/sql/<set> when SX_SCHEMAS is unset. */
 int db_migrate_set(db_t *self, const char *schema, const char *set, const char *dir);
 
 #endif

@@ -17,7 +17,7 @@
 #include "zsock.h"
 
 #define RPC_OPS_MAX     128 /* ops per server */
-#define RPC_STMT_MAX    96
+#define RPC_STMT_MAX    DB_STMT_NAME_MAX
 #define RPC_SCHEMA_MAX  32
 #define RPC_DEDUP_SLOTS 1024 /* > 2 * RPC_BATCH_MAX, a power of two */
 
@@ -299,12 +299,6 @@ s_match(const char *p, const char *s)
 int
 rpc_migrate(db_t *db, const char *schema, const char *dir)
 {
-    char path[4096];
-    if (!dir) {
-        const char *top = getenv("SX_SCHEMAS");
-        snprintf(path, sizeof path, "%s/sql/rpc", top && *top ? top : "schemas");
-        dir = path;
-    }
     return db_migrate_set(db, schema, "rpc", dir);
 }
 
@@ -313,22 +307,7 @@ static int
 s_prepare(rpc_server_t *self, char name[RPC_STMT_MAX], const char *what, const char *tmpl,
           int nparams)
 {
-    char sql[1024];
-    size_t o = 0;
-    for (const char *p = tmpl; *p && o + 1 < sizeof sql;) {
-        if (p[0] == '{' && p[1] == 's' && p[2] == '}') {
-            int w = snprintf(sql + o, sizeof sql - o, "\"%s\"", self->schema);
-            o = w < 0 ? o : o + (size_t)w;
-            if (o >= sizeof sql)
-                o = sizeof sql - 1;
-            p += 3;
-        } else {
-            sql[o++] = *p++;
-        }
-    }
-    sql[o] = '\0';
-    snprintf(name, RPC_STMT_MAX, "%s:%s", what, self->schema);
-    return db_prepare(self->db, name, sql, nparams);
+    return db_prepare_in(self->db, self->schema, what, tmpl, nparams, name);
 }
 
 rpc_server_t *
