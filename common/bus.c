@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "util.h"
 
 #define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
 #define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
@@ -42,22 +43,6 @@ s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schem
           const char *tmpl, int nparams)
 {
     return db_prepare_in(db, schema, what, tmpl, nparams, name);
-}
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-s_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Binary-format integer columns (network byte order). */
@@ -395,7 +380,7 @@ static void
 s_relay_heartbeat(bus_relay_t *self)
 {
     static const unsigned char empty_map = 0x80;
-    evmsg_header_t hdr = {.seq = self->stats.last_seq, .aseq = 0, .at = s_unix_ms(), .v = 1};
+    evmsg_header_t hdr = {.seq = self->stats.last_seq, .aseq = 0, .at = util_unix_ms(), .v = 1};
     snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
     size_t len;
     evmsg_err_t err = {{0}, {0}};
@@ -538,7 +523,7 @@ bus_relay_step(bus_relay_t *self, int64_t now_ms)
     if (woken > 0 || now_ms >= self->next_scan_ms) {
         /* Until the outbox is empty; a notification read while sequencing means more. */
         for (int rounds = 0; rounds < 1000; rounds++) {
-            int n = s_relay_sequence(self, s_unix_ms());
+            int n = s_relay_sequence(self, util_unix_ms());
             if (n < 0) {
                 s_relay_lose(self, db_error(self->db));
                 return -1;
@@ -563,7 +548,7 @@ void
 bus_relay_run(bus_relay_t *self, volatile int *stop)
 {
     while (!*stop) {
-        int wait = bus_relay_step(self, s_now_ms());
+        int wait = bus_relay_step(self, util_mono_ms());
         if (wait < 0)
             wait = BUS_LEADER_RETRY_MS;
         int fd = bus_relay_fd(self);
@@ -980,7 +965,7 @@ bus_sub_step(bus_sub_t *self)
         } else if (strcmp(evmsg_header(msg)->src, self->stream) != 0) {
             evmsg_destroy(&msg); /* another stream's topic under one of our prefixes */
         } else if (tlen == strlen(self->hb_topic) && memcmp(t, self->hb_topic, tlen) == 0) {
-            atomic_store(&self->heard_ms, s_now_ms());
+            atomic_store(&self->heard_ms, util_mono_ms());
             if (evmsg_header(msg)->seq > self->stats.head)
                 self->stats.head = evmsg_header(msg)->seq;
             evmsg_destroy(&msg);
@@ -1036,7 +1021,7 @@ bus_sub_check(void *arg, char *why, size_t whylen)
         snprintf(why, whylen, "no heartbeat from stream %s through the broker yet", self->stream);
         return false;
     }
-    int64_t ago = s_now_ms() - heard;
+    int64_t ago = util_mono_ms() - heard;
     if (ago > BUS_HEARD_MS) {
         snprintf(why, whylen, "no heartbeat from stream %s through the broker for %" PRId64 " ms",
                  self->stream, ago);

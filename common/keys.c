@@ -1,5 +1,6 @@
 /* keys: CURVE key pairs, key pair files, and the key file (see keys.h). */
 #include "keys.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,20 +25,6 @@ struct keys {
     s_entry_t *entries; /* sorted by key, for bsearch */
     size_t count;       /* entries in use */
 };
-
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int
 keys_keypair(char pub[KEYS_Z85_LEN + 1], char sec[KEYS_Z85_LEN + 1])
@@ -75,7 +62,7 @@ s_write_new(const char *path, mode_t mode, const char *text, char *err, size_t e
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        s_err(err, errlen, "%s: %s", path,
+        util_errf(err, errlen, "%s: %s", path,
               errno == EEXIST ? "exists, not overwritten" : strerror(errno));
         return -1;
     }
@@ -86,7 +73,7 @@ s_write_new(const char *path, mode_t mode, const char *text, char *err, size_t e
     if (close(fd) != 0)
         rc = -1;
     if (rc != 0) {
-        s_err(err, errlen, "%s: %s", path, strerror(saved ? saved : EIO));
+        util_errf(err, errlen, "%s: %s", path, strerror(saved ? saved : EIO));
         unlink(path);
     }
     return rc;
@@ -97,24 +84,24 @@ keys_write_pair(const char *dir, const char *name, char pub[KEYS_Z85_LEN + 1], c
                 size_t errlen)
 {
     if (!s_name_ok(name)) {
-        s_err(err, errlen, "name must be 1-64 of A-Z a-z 0-9 _ . - and not start with . or -");
+        util_errf(err, errlen, "name must be 1-64 of A-Z a-z 0-9 _ . - and not start with . or -");
         return -1;
     }
     char kpath[4096], ppath[4096];
     if (snprintf(kpath, sizeof kpath, "%s/%s.key", dir, name) >= (int)sizeof kpath ||
         snprintf(ppath, sizeof ppath, "%s/%s.pub", dir, name) >= (int)sizeof ppath) {
-        s_err(err, errlen, "path too long");
+        util_errf(err, errlen, "path too long");
         return -1;
     }
     /* Checked before writing either, so a refused run leaves nothing behind. */
     struct stat st;
     if (stat(kpath, &st) == 0 || stat(ppath, &st) == 0) {
-        s_err(err, errlen, "%s: exists, not overwritten", stat(kpath, &st) == 0 ? kpath : ppath);
+        util_errf(err, errlen, "%s: exists, not overwritten", stat(kpath, &st) == 0 ? kpath : ppath);
         return -1;
     }
     char p[KEYS_Z85_LEN + 1], s[KEYS_Z85_LEN + 1];
     if (keys_keypair(p, s) != 0) {
-        s_err(err, errlen, "libzmq has no CURVE support");
+        util_errf(err, errlen, "libzmq has no CURVE support");
         return -1;
     }
     char text[128];
@@ -139,11 +126,11 @@ s_slurp(const char *path, char *buf, size_t size, struct stat *st, char *err, si
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        s_err(err, errlen, "%s: %s", path, strerror(errno));
+        util_errf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        s_err(err, errlen, "%s: not a regular file", path);
+        util_errf(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
@@ -153,7 +140,7 @@ s_slurp(const char *path, char *buf, size_t size, struct stat *st, char *err, si
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            s_err(err, errlen, "%s: %s", path, strerror(errno));
+            util_errf(err, errlen, "%s: %s", path, strerror(errno));
             close(fd);
             return -1;
         }
@@ -161,7 +148,7 @@ s_slurp(const char *path, char *buf, size_t size, struct stat *st, char *err, si
             break;
         len += (size_t)n;
         if (len == size) {
-            s_err(err, errlen, "%s: too large", path);
+            util_errf(err, errlen, "%s: too large", path);
             close(fd);
             return -1;
         }
@@ -198,14 +185,14 @@ keys_read_pair(const char *path, char pub[KEYS_Z85_LEN + 1], char sec[KEYS_Z85_L
         return -1;
     int rc = -1;
     if (st.st_mode & 077)
-        s_err(err, errlen, "%s: readable by group or others (mode %03o); chmod 600 it", path,
+        util_errf(err, errlen, "%s: readable by group or others (mode %03o); chmod 600 it", path,
               (unsigned)(st.st_mode & 0777));
     else if (s_field(text, "public", pub) != 0 || s_field(text, "secret", sec) != 0)
-        s_err(err, errlen, "%s: expected \"public=<key>\" and \"secret=<key>\" lines (Z85)", path);
+        util_errf(err, errlen, "%s: expected \"public=<key>\" and \"secret=<key>\" lines (Z85)", path);
     else {
         char derived[KEYS_Z85_LEN + 1];
         if (zmq_curve_public(derived, sec) != 0 || strcmp(derived, pub) != 0)
-            s_err(err, errlen, "%s: the public key does not match the secret key", path);
+            util_errf(err, errlen, "%s: the public key does not match the secret key", path);
         else
             rc = 0;
     }
@@ -231,7 +218,7 @@ keys_read_public(const char *path, char pub[KEYS_Z85_LEN + 1], char *err, size_t
     } else
         rc = s_field(text, "public", pub);
     if (rc != 0)
-        s_err(err, errlen, "%s: expected one Z85 public key or a \"public=<key>\" line", path);
+        util_errf(err, errlen, "%s: expected one Z85 public key or a \"public=<key>\" line", path);
     explicit_bzero(text, sizeof text);
     return rc;
 }
@@ -250,7 +237,7 @@ keys_identity_check(const char *id, char *err, size_t errlen)
 {
     size_t n = strlen(id);
     if (n >= KEYS_IDENTITY_MAX) {
-        s_err(err, errlen, "identity longer than %d bytes", KEYS_IDENTITY_MAX - 1);
+        util_errf(err, errlen, "identity longer than %d bytes", KEYS_IDENTITY_MAX - 1);
         return KEYS_ID_NONE;
     }
     if (strncmp(id, "svc:", 4) == 0) {
@@ -260,7 +247,7 @@ keys_identity_check(const char *id, char *err, size_t errlen)
         for (size_t i = 1; ok && i < len; i++)
             ok = s_in(s[i], "az09__--");
         if (!ok) {
-            s_err(err, errlen, "svc:<service>: service must be [a-z][a-z0-9_-]{0,31}, got \"%s\"",
+            util_errf(err, errlen, "svc:<service>: service must be [a-z][a-z0-9_-]{0,31}, got \"%s\"",
                   s);
             return KEYS_ID_NONE;
         }
@@ -270,7 +257,7 @@ keys_identity_check(const char *id, char *err, size_t errlen)
         const char *c = id + 5;
         const char *colon = strchr(c, ':');
         if (!colon || colon - c != 18) {
-            s_err(err, errlen, "dept:<code>:<role>: code must be 18 characters");
+            util_errf(err, errlen, "dept:<code>:<role>: code must be 18 characters");
             return KEYS_ID_NONE;
         }
         char code[19];
@@ -278,7 +265,7 @@ keys_identity_check(const char *id, char *err, size_t errlen)
         code[18] = '\0';
         ident_err_t e;
         if (ident_uscc_check(code, &e) != 0) {
-            s_err(err, errlen, "dept:<code>:<role>: agency code %s: %s", code, e.en);
+            util_errf(err, errlen, "dept:<code>:<role>: agency code %s: %s", code, e.en);
             return KEYS_ID_NONE;
         }
         const char *r = colon + 1;
@@ -287,12 +274,12 @@ keys_identity_check(const char *id, char *err, size_t errlen)
         for (size_t i = 0; ok && i < len; i++)
             ok = s_in(r[i], "az__");
         if (!ok) {
-            s_err(err, errlen, "dept:<code>:<role>: role must be [a-z_]{1,32}");
+            util_errf(err, errlen, "dept:<code>:<role>: role must be [a-z_]{1,32}");
             return KEYS_ID_NONE;
         }
         return KEYS_ID_DEPT;
     }
-    s_err(err, errlen, "identity must start with \"svc:\" or \"dept:\"");
+    util_errf(err, errlen, "identity must start with \"svc:\" or \"dept:\"");
     return KEYS_ID_NONE;
 }
 
@@ -315,13 +302,13 @@ static int
 s_parse_line(const char *line, size_t len, s_entry_t *out, char *why, size_t whylen)
 {
     if (len > KEYS_LINE_MAX) {
-        s_err(why, whylen, "longer than %d bytes", KEYS_LINE_MAX);
+        util_errf(why, whylen, "longer than %d bytes", KEYS_LINE_MAX);
         return -1;
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)line[i];
         if ((c < 0x20 && c != '\t') || c >= 0x7f) {
-            s_err(why, whylen, "byte %zu is not printable ASCII (0x%02x)", i + 1, c);
+            util_errf(why, whylen, "byte %zu is not printable ASCII (0x%02x)", i + 1, c);
             return -1;
         }
     }
@@ -346,23 +333,23 @@ s_parse_line(const char *line, size_t len, s_entry_t *out, char *why, size_t why
             i++;
     }
     if (nf != 2) {
-        s_err(why, whylen, "expected \"<public key> <identity>\", got %s field%s",
+        util_errf(why, whylen, "expected \"<public key> <identity>\", got %s field%s",
               nf < 2 ? "one" : "more than two", nf < 2 ? "" : "s");
         return -1;
     }
     char key[KEYS_Z85_LEN + 1];
     if (flen[0] != KEYS_Z85_LEN) {
-        s_err(why, whylen, "public key must be 40 Z85 characters, got %zu", flen[0]);
+        util_errf(why, whylen, "public key must be 40 Z85 characters, got %zu", flen[0]);
         return -1;
     }
     memcpy(key, f[0], KEYS_Z85_LEN);
     key[KEYS_Z85_LEN] = '\0';
     if (!zmq_z85_decode(out->key, key)) {
-        s_err(why, whylen, "public key is not valid Z85");
+        util_errf(why, whylen, "public key is not valid Z85");
         return -1;
     }
     if (flen[1] >= KEYS_IDENTITY_MAX) {
-        s_err(why, whylen, "identity longer than %d bytes", KEYS_IDENTITY_MAX - 1);
+        util_errf(why, whylen, "identity longer than %d bytes", KEYS_IDENTITY_MAX - 1);
         return -1;
     }
     memcpy(out->identity, f[1], flen[1]);
@@ -377,7 +364,7 @@ keys_parse(const char *text, size_t len, char *err, size_t errlen)
 {
     keys_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_err(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     size_t cap = 0;
@@ -392,7 +379,7 @@ keys_parse(const char *text, size_t len, char *err, size_t errlen)
         char why[200];
         int rc = s_parse_line(line, llen, &e, why, sizeof why);
         if (rc < 0) {
-            s_err(err, errlen, "line %d: %s", lineno, why);
+            util_errf(err, errlen, "line %d: %s", lineno, why);
             keys_destroy(&self);
             return NULL;
         }
@@ -402,7 +389,7 @@ keys_parse(const char *text, size_t len, char *err, size_t errlen)
             size_t ncap = cap ? cap * 2 : 16;
             s_entry_t *n = realloc(self->entries, ncap * sizeof *n);
             if (!n) {
-                s_err(err, errlen, "out of memory");
+                util_errf(err, errlen, "out of memory");
                 keys_destroy(&self);
                 return NULL;
             }
@@ -417,7 +404,7 @@ keys_parse(const char *text, size_t len, char *err, size_t errlen)
     for (size_t i = 1; i < self->count; i++) {
         if (s_cmp(&self->entries[i - 1], &self->entries[i]) == 0) {
             int a = self->entries[i - 1].line, b = self->entries[i].line;
-            s_err(err, errlen, "line %d: duplicate key (first on line %d)", a > b ? a : b,
+            util_errf(err, errlen, "line %d: duplicate key (first on line %d)", a > b ? a : b,
                   a < b ? a : b);
             keys_destroy(&self);
             return NULL;
@@ -431,7 +418,7 @@ keys_load(const char *path, char *err, size_t errlen)
 {
     char *buf = malloc(KEYS_FILE_MAX + 1);
     if (!buf) {
-        s_err(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     struct stat st;
@@ -440,9 +427,9 @@ keys_load(const char *path, char *err, size_t errlen)
         char why[256];
         self = keys_parse(buf, strlen(buf), why, sizeof why);
         if (!self)
-            s_err(err, errlen, "%s: %s", path, why);
+            util_errf(err, errlen, "%s: %s", path, why);
         else if (strlen(buf) != (size_t)st.st_size) {
-            s_err(err, errlen, "%s: holds a NUL byte", path);
+            util_errf(err, errlen, "%s: holds a NUL byte", path);
             keys_destroy(&self);
         }
     }

@@ -1,5 +1,6 @@
 /* redis: one Redis connection from a redis:// URL, with timeouts and reconnect. */
 #include "redis.h"
+#include "util.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -26,20 +27,6 @@ struct redis {
     uint64_t rng;              /* xorshift state for backoff jitter */
     char err[512];             /* the last failure, without the password */
 };
-
-static void s_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t
 s_now_ms(void)
@@ -140,21 +127,21 @@ redis_url_parse(const char *url, redis_url_t *out, char *err, size_t errlen)
     assert(out);
     memset(out, 0, sizeof *out);
     if (!url || !*url) {
-        s_errf(err, errlen, "redis URL is empty");
+        util_errf(err, errlen, "redis URL is empty");
         return -1;
     }
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            s_errf(err, errlen, "redis URL holds a space or control character");
+            util_errf(err, errlen, "redis URL holds a space or control character");
             return -1;
         }
     static const char scheme[] = "redis://";
     if (strncasecmp(url, "rediss://", 9) == 0) {
-        s_errf(err, errlen, "redis URL: TLS (rediss://) is not supported");
+        util_errf(err, errlen, "redis URL: TLS (rediss://) is not supported");
         return -1;
     }
     if (strncasecmp(url, scheme, sizeof scheme - 1) != 0) {
-        s_errf(err, errlen, "redis URL must start with redis://");
+        util_errf(err, errlen, "redis URL must start with redis://");
         return -1;
     }
     const char *auth = url + sizeof scheme - 1;
@@ -170,16 +157,16 @@ redis_url_parse(const char *url, redis_url_t *out, char *err, size_t errlen)
     if (at) {
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
         if (!colon) {
-            s_errf(err, errlen, "redis URL: credentials must be [user]:password@");
+            util_errf(err, errlen, "redis URL: credentials must be [user]:password@");
             return -1;
         }
         if (s_pct_decode(auth, (size_t)(colon - auth), out->user, sizeof out->user) < 0) {
-            s_errf(err, errlen, "redis URL: bad user name");
+            util_errf(err, errlen, "redis URL: bad user name");
             return -1;
         }
         if (s_pct_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) <
             0) {
-            s_errf(err, errlen, "redis URL: bad password (too long or a bad %%-escape)");
+            util_errf(err, errlen, "redis URL: bad password (too long or a bad %%-escape)");
             return -1;
         }
         hostport = at + 1;
@@ -191,14 +178,14 @@ redis_url_parse(const char *url, redis_url_t *out, char *err, size_t errlen)
     if (*hostport == '[') {
         const char *close = memchr(hostport, ']', (size_t)(rest - hostport));
         if (!close) {
-            s_errf(err, errlen, "redis URL: unclosed [ in host");
+            util_errf(err, errlen, "redis URL: unclosed [ in host");
             return -1;
         }
         hstart = hostport + 1;
         hend = close;
         if (close + 1 < rest) {
             if (close[1] != ':') {
-                s_errf(err, errlen, "redis URL: junk after ]");
+                util_errf(err, errlen, "redis URL: junk after ]");
                 return -1;
             }
             portp = close + 2;
@@ -211,18 +198,18 @@ redis_url_parse(const char *url, redis_url_t *out, char *err, size_t errlen)
     }
     size_t hlen = (size_t)(hend - hstart);
     if (hlen == 0) {
-        s_errf(err, errlen, "redis URL: missing host");
+        util_errf(err, errlen, "redis URL: missing host");
         return -1;
     }
     if (hlen > REDIS_HOST_MAX) {
-        s_errf(err, errlen, "redis URL: host longer than %d bytes", REDIS_HOST_MAX);
+        util_errf(err, errlen, "redis URL: host longer than %d bytes", REDIS_HOST_MAX);
         return -1;
     }
     for (size_t i = 0; i < hlen; i++) {
         unsigned char c = (unsigned char)hstart[i];
         if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || (c == ':' && hstart != hostport) ||
               c == '%')) {
-            s_errf(err, errlen, "redis URL: bad character in host");
+            util_errf(err, errlen, "redis URL: bad character in host");
             return -1;
         }
     }
@@ -231,19 +218,19 @@ redis_url_parse(const char *url, redis_url_t *out, char *err, size_t errlen)
 
     long v = 6379;
     if (portp && s_parse_uint(portp, (size_t)(rest - portp), 1, 65535, &v) < 0) {
-        s_errf(err, errlen, "redis URL: port must be a number in 1..65535");
+        util_errf(err, errlen, "redis URL: port must be a number in 1..65535");
         return -1;
     }
     out->port = (int)v;
 
     v = 0;
     if (*rest == '?' || *rest == '#') {
-        s_errf(err, errlen, "redis URL: query and fragment are not supported");
+        util_errf(err, errlen, "redis URL: query and fragment are not supported");
         return -1;
     }
     if (*rest == '/' && rest[1]) {
         if (s_parse_uint(rest + 1, strlen(rest + 1), 0, 65535, &v) < 0) {
-            s_errf(err, errlen, "redis URL: database must be /N with N in 0..65535");
+            util_errf(err, errlen, "redis URL: database must be /N with N in 0..65535");
             return -1;
         }
     }
@@ -259,12 +246,12 @@ s_handshake_cmd(redisContext *c, const char *what, int argc, const char **argv, 
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     if (!r) {
-        s_errf(err, errlen, "%s: %s", what, c->err ? c->errstr : "no reply");
+        util_errf(err, errlen, "%s: %s", what, c->err ? c->errstr : "no reply");
         return -1;
     }
     int rc = r->type == REDIS_REPLY_ERROR ? -1 : 0;
     if (rc < 0)
-        s_errf(err, errlen, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
+        util_errf(err, errlen, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
     freeReplyObject(r);
     return rc;
 }
@@ -288,21 +275,21 @@ s_open(const redis_url_t *u, int timeout_ms, const char *name, char *err, size_t
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(u->host, u->port, tv);
     if (!c) {
-        s_errf(err, errlen, "redis %s:%d: out of memory", u->host, u->port);
+        util_errf(err, errlen, "redis %s:%d: out of memory", u->host, u->port);
         return NULL;
     }
     if (c->err) {
         const char *why = c->errstr;
         if (c->err == REDIS_ERR_IO && strstr(why, "temporarily unavailable"))
             why = "connect timed out";
-        s_errf(err, errlen, "redis %s:%d: %s", u->host, u->port, why);
+        util_errf(err, errlen, "redis %s:%d: %s", u->host, u->port, why);
         redisFree(c);
         return NULL;
     }
     char what[REDIS_HOST_MAX + 32];
     snprintf(what, sizeof what, "redis %s:%d", u->host, u->port);
     if (redisSetTimeout(c, tv) != REDIS_OK) {
-        s_errf(err, errlen, "%s: cannot set timeout", what);
+        util_errf(err, errlen, "%s: cannot set timeout", what);
         redisFree(c);
         return NULL;
     }
@@ -344,13 +331,13 @@ redis_new(const char *url, int timeout_ms, const char *client_name, char *err, s
             ok = isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-';
         }
         if (!ok) {
-            s_errf(err, errlen, "redis client name must be [A-Za-z0-9_.:-]{1,%d}", S_NAME_MAX);
+            util_errf(err, errlen, "redis client name must be [A-Za-z0-9_.:-]{1,%d}", S_NAME_MAX);
             return NULL;
         }
     }
     redis_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_errf(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     self->url = u;
@@ -386,7 +373,7 @@ redis_destroy(redis_t **self_p)
 static void
 s_lost(redis_t *self, const char *what)
 {
-    s_errf(self->err, sizeof self->err, "redis %s:%d: %s: %s", self->url.host, self->url.port, what,
+    util_errf(self->err, sizeof self->err, "redis %s:%d: %s: %s", self->url.host, self->url.port, what,
            self->ctx ? s_io_reason(self->ctx) : "not connected");
     if (self->ctx) {
         redisFree(self->ctx);
@@ -446,7 +433,7 @@ redis_reply(redis_t *self)
 {
     assert(self);
     if (!self->ctx) {
-        s_errf(self->err, sizeof self->err, "redis %s:%d: not connected", self->url.host,
+        util_errf(self->err, sizeof self->err, "redis %s:%d: not connected", self->url.host,
                self->url.port);
         return NULL;
     }
@@ -500,11 +487,11 @@ redis_ping_url(const char *url, int timeout_ms, char *why, size_t whylen)
     bool ok = false;
     redisReply *r = redisCommand(c, "PING");
     if (!r)
-        s_errf(why, whylen, "redis %s:%d: PING: %s", u.host, u.port, s_io_reason(c));
+        util_errf(why, whylen, "redis %s:%d: PING: %s", u.host, u.port, s_io_reason(c));
     else if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0)
         ok = true;
     else
-        s_errf(why, whylen, "redis %s:%d: PING: unexpected reply %.*s", u.host, u.port,
+        util_errf(why, whylen, "redis %s:%d: PING: unexpected reply %.*s", u.host, u.port,
                (int)(r->len > 100 ? 100 : r->len), r->str ? r->str : "");
     if (r)
         freeReplyObject(r);

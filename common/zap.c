@@ -1,5 +1,6 @@
 /* zap: the ZAP handler (RFC 27), in its own thread (see zap.h). */
 #include "zap.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,20 +42,6 @@ struct zap {
     int log_lines;      /* lines written in log_second */
     uint64_t log_quiet; /* refusals not logged since the last summary */
 };
-
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Decides under the lock; copies the identity into id on admission. */
 static bool
@@ -240,7 +227,7 @@ zap_new(void *ctx, char *err, size_t errlen)
 {
     zap_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_err(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&self->mu, NULL);
@@ -250,20 +237,20 @@ zap_new(void *ctx, char *err, size_t errlen)
     self->ctl_thread = s_socket(ctx, ZMQ_PAIR);
     self->ctl_main = s_socket(ctx, ZMQ_PAIR);
     if (!self->rep || !self->ctl_thread || !self->ctl_main) {
-        s_err(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        util_errf(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
     if (zmq_bind(self->rep, ZAP_ENDPOINT) != 0) {
-        s_err(err, errlen, "bind %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
+        util_errf(err, errlen, "bind %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
         goto fail;
     }
     if (zmq_bind(self->ctl_thread, ctl) != 0 || zmq_connect(self->ctl_main, ctl) != 0) {
-        s_err(err, errlen, "control pipe: %s", zmq_strerror(zmq_errno()));
+        util_errf(err, errlen, "control pipe: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
     /* pthread_create is a full barrier, so handing the sockets to the thread is safe. */
     if (pthread_create(&self->thread, NULL, s_thread, self) != 0) {
-        s_err(err, errlen, "pthread_create failed");
+        util_errf(err, errlen, "pthread_create failed");
         goto fail;
     }
     return self;

@@ -1,5 +1,6 @@
 /* zsock: ZeroMQ sockets made the one way every service makes them (see zsock.h). */
 #include "zsock.h"
+#include "util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -16,26 +17,12 @@
 #define ZMQ_ZAP_ENFORCE_DOMAIN 93
 #endif
 
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int
 s_set(void *s, int opt, const char *name, const void *v, size_t len, char *err, size_t errlen)
 {
     if (zmq_setsockopt(s, opt, v, len) == 0)
         return 0;
-    s_err(err, errlen, "%s: %s", name, zmq_strerror(zmq_errno()));
+    util_errf(err, errlen, "%s: %s", name, zmq_strerror(zmq_errno()));
     return -1;
 }
 
@@ -47,12 +34,12 @@ s_new(void *ctx, int type, const zsock_limits_t *limits, char *err, size_t errle
 {
     const zsock_limits_t *l = limits;
     if (!l || l->linger_ms < 0 || l->sndhwm <= 0 || l->rcvhwm <= 0 || l->maxmsgsize <= 0) {
-        s_err(err, errlen, "limits: linger must be >= 0, HWMs and maxmsgsize > 0");
+        util_errf(err, errlen, "limits: linger must be >= 0, HWMs and maxmsgsize > 0");
         return NULL;
     }
     void *s = zmq_socket(ctx, type);
     if (!s) {
-        s_err(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        util_errf(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         return NULL;
     }
     if (S_SET(s, ZMQ_LINGER, l->linger_ms) || S_SET(s, ZMQ_SNDHWM, l->sndhwm) ||
@@ -67,7 +54,7 @@ static int
 s_set_key(void *s, int opt, const char *name, const char *z85, char *err, size_t errlen)
 {
     if (!keys_z85_valid(z85)) {
-        s_err(err, errlen, "%s: not a 40-character Z85 key", name);
+        util_errf(err, errlen, "%s: not a 40-character Z85 key", name);
         return -1;
     }
     return s_set(s, opt, name, z85, KEYS_Z85_LEN, err, errlen);
@@ -79,7 +66,7 @@ zsock_server(void *ctx, int type, const zap_t *zap, const char *domain, const ch
 {
     assert(zap); /* the handler must exist before any server socket */
     if (!domain || !*domain) {
-        s_err(err, errlen, "a CURVE server needs a ZAP domain");
+        util_errf(err, errlen, "a CURVE server needs a ZAP domain");
         return NULL;
     }
     void *s = s_new(ctx, type, limits, err, errlen);
@@ -119,7 +106,7 @@ zsock_bind(void *sock, const char *endpoint, char *err, size_t errlen)
 {
     if (zmq_bind(sock, endpoint) == 0)
         return 0;
-    s_err(err, errlen, "bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    util_errf(err, errlen, "bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
     return -1;
 }
 
@@ -128,7 +115,7 @@ zsock_connect(void *sock, const char *endpoint, char *err, size_t errlen)
 {
     if (zmq_connect(sock, endpoint) == 0)
         return 0;
-    s_err(err, errlen, "connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    util_errf(err, errlen, "connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
     return -1;
 }
 

@@ -1,5 +1,6 @@
 /* proxy: the broker's XSUB/XPUB forwarding with frame checks and the ACL (see proxy.h). */
 #include "proxy.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,20 +49,6 @@ struct proxy {
     ops_metric_t *drop_frames, *drop_topic, *drop_oversized, *drop_subside;
     ops_metric_t *upstream;
 };
-
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* True when this event may be logged; summarises the suppressed ones once a second. */
 static bool
@@ -317,7 +304,7 @@ proxy_new(void *xsub, void *xpub, ops_t *ops, char *err, size_t errlen)
 {
     proxy_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_err(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     self->xsub = xsub;
@@ -349,7 +336,7 @@ proxy_new(void *xsub, void *xpub, ops_t *ops, char *err, size_t errlen)
     if (!self->in || !self->out || !self->bytes_in || !self->bytes_out || !self->sub_ok ||
         !self->sub_refused || !self->unsub || !self->drop_frames || !self->drop_topic ||
         !self->drop_oversized || !self->drop_subside || !self->upstream) {
-        s_err(err, errlen, "cannot register metrics");
+        util_errf(err, errlen, "cannot register metrics");
         proxy_destroy(&self);
         return NULL;
     }

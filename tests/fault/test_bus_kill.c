@@ -107,6 +107,28 @@ s_stop(pid_t pid, int sig)
     return status;
 }
 
+/* Waits (at most 20 s) until the log <SX_TMP>/<log>.log holds the line text. */
+static void
+s_wait_log(const char *log, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.log", ts_env("SX_TMP"), log);
+    double t0 = s_now();
+    while (s_now() - t0 < 20) {
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        bool found = false;
+        while (f && !found && fgets(line, sizeof line, f))
+            found = strstr(line, text) != NULL;
+        if (f)
+            fclose(f);
+        if (found)
+            return;
+        s_sleep_ms(50);
+    }
+    fail_msg("%s.log never said \"%s\"", log, text);
+}
+
 static pid_t
 s_broker(fx_t *fx)
 {
@@ -245,7 +267,8 @@ test_kills_lose_nothing_and_apply_nothing_twice(void **state)
     pid_t r2 = s_spawn(fx, "relay", "relay2", relay);
     pid_t a = s_spawn(fx, "cons", "cons_a", cons_a);
     pid_t b = s_spawn(fx, "cons", "cons_b", cons_b);
-    s_sleep_ms(500);
+    s_wait_log("cons_a", "subscriber started");
+    s_wait_log("cons_b", "subscriber started");
     double t0 = s_now();
     pid_t p = s_spawn(fx, "relay", "produce", produce);
 
@@ -310,7 +333,8 @@ test_publisher_killed_between_commit_and_publish(void **state)
     const char *cons[] = {bin, "consume", "cons_a", NULL};
     const char *produce[] = {bin, "produce", "1000", "100", NULL};
 
-    pid_t a = s_spawn(fx, "cons", "cons_a", cons);
+    pid_t a = s_spawn(fx, "cons", "lost_cons_a", cons);
+    s_wait_log("lost_cons_a", "subscriber started");
     /* The only relay commits each batch's seqs and sends them nowhere; then it dies. */
     pid_t r = s_spawn(fx, "relay", "lost", lost);
     s_run(fx, produce);

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "keys.h"
 #include "log.h"
+#include "util.h"
 #include "zsock.h"
 
 #define STREAM "prod"
@@ -338,6 +339,11 @@ s_consume(int argc, char **argv)
         bus_sub_set_batch_handler(bs, s_apply_many);
     int rc = 1;
     if (bs) {
+        /* Started (subscribed and caught up) before anything else: tests wait for this
+         * line before they produce. */
+        while (!s_stop && bus_sub_start(bs) < 0)
+            util_sleep_ms(200);
+        log_info("subscriber started", "cursor=%" PRIu64, bus_sub_stats(bs).cursor);
         bus_sub_run(bs, &s_stop);
         bus_sub_stats_t st = bus_sub_stats(bs);
         log_info("subscriber stopped",
