@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "pgarray.h"
 #include "util.h"
 
 #define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
@@ -132,58 +133,10 @@ bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void
     return 0;
 }
 
-/* A one-dimensional PostgreSQL array in binary form (array_recv): header, then each
- * element as a 4-byte length and its bytes. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} s_array_t;
-
-static int
-s_array_put(s_array_t *a, const void *p, size_t n)
-{
-    if (a->len + n > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 4096;
-        while (cap < a->len + n)
-            cap *= 2;
-        char *grown = realloc(a->buf, cap);
-        if (!grown)
-            return -1;
-        a->buf = grown;
-        a->cap = cap;
-    }
-    memcpy(a->buf + a->len, p, n);
-    a->len += n;
-    return 0;
-}
-
-static int
-s_array_u32(s_array_t *a, uint32_t v)
-{
-    uint32_t be = htonl(v);
-    return s_array_put(a, &be, 4);
-}
-
-static int
-s_array_begin(s_array_t *a, uint32_t elem_oid, size_t n)
-{
-    a->len = 0;
-    /* ndim 1, no nulls, element type, then (length, lower bound 1). */
-    return s_array_u32(a, 1) | s_array_u32(a, 0) | s_array_u32(a, elem_oid) |
-           s_array_u32(a, (uint32_t)n) | s_array_u32(a, 1);
-}
-
-static int
-s_array_elem(s_array_t *a, const void *p, size_t n)
-{
-    return s_array_u32(a, (uint32_t)n) | s_array_put(a, p, n);
-}
-
 int
 bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
                evmsg_err_t *err)
 {
-    enum { OID_BYTEA = 17, OID_INT4 = 23, OID_TEXT = 25 };
     evmsg_err_t local = {{0}, {0}};
     if (!err)
         err = &local;
@@ -194,11 +147,13 @@ bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_
                  BUS_BATCH_MAX);
         return -1;
     }
-    s_array_t arr[4] = {{0}};
-    int rc = -1, bad = 0;
-    bad |= s_array_begin(&arr[0], OID_TEXT, n) | s_array_begin(&arr[1], OID_TEXT, n) |
-           s_array_begin(&arr[2], OID_INT4, n) | s_array_begin(&arr[3], OID_BYTEA, n);
-    for (size_t i = 0; i < n && !bad; i++) {
+    pgarray_t arr[4] = {{0}};
+    int rc = -1;
+    pgarray_begin(&arr[0], PGARRAY_TEXT);
+    pgarray_begin(&arr[1], PGARRAY_TEXT);
+    pgarray_begin(&arr[2], PGARRAY_INT4);
+    pgarray_begin(&arr[3], PGARRAY_BYTEA);
+    for (size_t i = 0; i < n; i++) {
         const bus_event_in_t *e = &events[i];
         char agency[EVMSG_AGENCY_LEN + 1];
         if (s_check_event(schema, e->topic, e->v, e->data, e->data_len, agency, err) < 0) {
@@ -207,34 +162,28 @@ bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_
             memcpy(err->path, path, sizeof path);
             goto done;
         }
-        uint32_t v = htonl(e->v);
-        bad |= s_array_elem(&arr[0], e->topic, strlen(e->topic)) |
-               s_array_elem(&arr[1], agency, EVMSG_AGENCY_LEN) | s_array_elem(&arr[2], &v, 4) |
-               s_array_elem(&arr[3], e->data, e->data_len);
-    }
-    if (bad) {
-        snprintf(err->reason, sizeof err->reason, "out of memory");
-        goto done;
+        pgarray_str(&arr[0], e->topic);
+        pgarray_elem(&arr[1], agency, EVMSG_AGENCY_LEN);
+        pgarray_int4(&arr[2], (int32_t)e->v);
+        pgarray_elem(&arr[3], e->data, e->data_len);
     }
     char name[BUS_STMT_MAX];
     if (s_prepare(tx, name, "bus_emit_batch", schema,
                   "INSERT INTO {s}.outbox (topic, agency, v, data)"
-                  " SELECT topic, agency, v, data FROM unnest($1::text[], $2::text[], $3::int[], "
-                  "$4::bytea[])"
-                  " WITH ORDINALITY AS e(topic, agency, v, data, i) ORDER BY i",
+                  " SELECT topic, agency, v, data FROM unnest($1::text[], $2::text[], $3::int[],"
+                  " $4::bytea[]) WITH ORDINALITY AS e(topic, agency, v, data, i) ORDER BY i",
                   4) < 0)
         goto done;
-    const char *values[4] = {arr[0].buf, arr[1].buf, arr[2].buf, arr[3].buf};
-    const int lengths[4] = {(int)arr[0].len, (int)arr[1].len, (int)arr[2].len, (int)arr[3].len};
-    const int formats[4] = {1, 1, 1, 1};
-    PGresult *r = db_exec_prepared(tx, name, 4, values, lengths, formats, 0);
+    PGresult *r = pgarray_exec(tx, name, arr, 4, 0);
     if (r) {
         PQclear(r);
         rc = 0;
+    } else if (arr[0].bad || arr[1].bad || arr[2].bad || arr[3].bad) {
+        snprintf(err->reason, sizeof err->reason, "out of memory");
     }
 done:
     for (int i = 0; i < 4; i++)
-        free(arr[i].buf);
+        pgarray_free(&arr[i]);
     return rc;
 }
 

@@ -27,6 +27,8 @@ typedef struct {
 extern const sxctl_verb_t sxctl_verb_workday;
 extern const sxctl_verb_t sxctl_verb_ident;
 extern const sxctl_verb_t sxctl_verb_keygen;
+extern const sxctl_verb_t sxctl_verb_call;
+extern const sxctl_verb_t sxctl_verb_tail;
 
 /* Prints "sxctl VERB: MESSAGE" and a pointer to `sxctl VERB --help` on stderr; returns
  * SXCTL_USAGE, so a verb can `return sxctl_usage(...)`. */
