@@ -142,6 +142,11 @@ bench-bus: deps all
 	@SX_PG_FSYNC=1 ./tests/harness/with-servers env SX_BIN=$(TOP)/$(BUILD)/bin \
 		BENCH_OUT=$(TOP)/build/bench/bus.json ./tools/bench/bus.sh
 
+.PHONY: bench-intake
+bench-intake: deps all
+	@SX_PG_FSYNC=1 ./tests/harness/with-servers env SX_BIN=$(TOP)/$(BUILD)/bin \
+		BENCH_OUT=$(TOP)/build/bench/intake.json ./tools/bench/intake.sh
+
 run: deps all
 	@./deploy/dev-stack
 

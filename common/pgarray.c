@@ -61,6 +61,25 @@ pgarray_str(pgarray_t *a, const char *s)
 }
 
 void
+pgarray_text(pgarray_t *a, const char *s, size_t len)
+{
+    pgarray_elem(a, s, len);
+}
+
+void
+pgarray_null(pgarray_t *a)
+{
+    pgarray_elem(a, NULL, 0);
+}
+
+void
+pgarray_date(pgarray_t *a, int32_t day)
+{
+    /* PostgreSQL's binary date counts days from 2000-01-01, day 10957 from 1970. */
+    pgarray_int4(a, day - 10957);
+}
+
+void
 pgarray_int4(pgarray_t *a, int32_t v)
 {
     uint32_t be = htonl((uint32_t)v);

@@ -29,6 +29,7 @@ enum {
     PGARRAY_INT8 = 20,
     PGARRAY_INT4 = 23,
     PGARRAY_TEXT = 25,
+    PGARRAY_DATE = 1082,
 };
 
 typedef struct {
@@ -49,10 +50,19 @@ void pgarray_elem(pgarray_t *a, const void *p, size_t n);
 /* Appends a text (or bytea) element from a C string; NULL appends SQL NULL. */
 void pgarray_str(pgarray_t *a, const char *s);
 
+/* Appends a text element of len bytes (not NUL-terminated); NULL appends SQL NULL. */
+void pgarray_text(pgarray_t *a, const char *s, size_t len);
+
+/* Appends SQL NULL. */
+void pgarray_null(pgarray_t *a);
+
 /* Appends an int4 / int8 / bool element. */
 void pgarray_int4(pgarray_t *a, int32_t v);
 void pgarray_int8(pgarray_t *a, int64_t v);
 void pgarray_bool(pgarray_t *a, bool v);
+
+/* Appends a date element (common/date.h day number). */
+void pgarray_date(pgarray_t *a, int32_t day);
 
 /* Completes the header (the element count). Returns 0, or -1 when memory ran out. */
 int pgarray_finish(pgarray_t *a);

@@ -27,8 +27,8 @@
 #include "timer.h"
 #include "workday.h"
 
-#define INTAKE_SCHEMA "intake"
-#define INTAKE_STREAM "intake"
+#define INTAKE_SCHEMA  "intake"
+#define INTAKE_STREAM  "intake"
 #define INTAKE_EVENT_V 1 /* schema version of every event's data */
 
 /* The service's shared state: built by main.c, borrowed by the parts. */
