@@ -225,7 +225,10 @@ s_start(s_broker_t *b, const char *keys_text)
             s_live_pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
-        if (s_http_get(b->ops_port, "/healthz", body, sizeof body) == 200) {
+        /* Its own log says it started: a 200 from the port alone could come from another
+         * process that took the port between s_free_port and the broker's bind. */
+        if (s_http_get(b->ops_port, "/healthz", body, sizeof body) == 200 &&
+            s_log_has(b, "broker started", NULL)) {
             b->ctx = zmq_ctx_new();
             return -1;
         }
