@@ -8,6 +8,9 @@
 SX_PGBIN=${SX_PGBIN:-/usr/lib/postgresql/15/bin}
 sx_pg_pid=""
 sx_redis_pid=""
+# A caller that stops the servers itself, in order, sets sx_detach=(setsid): the servers
+# then leave the terminal's process group, so Ctrl-C reaches only the caller.
+sx_detach=()
 
 sx_check_tools() {
     [ -x "$SX_PGBIN/initdb" ] || { echo "no PostgreSQL 15 in $SX_PGBIN (run deploy/install-deps)" >&2; return 2; }
@@ -62,7 +65,7 @@ sx_pg_start() {
     [ -z "$sx_pguser" ] || chown "$sx_pguser" "$dir/pgsock"
     for attempt in 1 2 3 4 5; do
         port=${want:-$(sx_free_port)}
-        "${sx_as_pg[@]}" "$SX_PGBIN/postgres" -D "$dir/pg" -p "$port" -k "$dir/pgsock" \
+        "${sx_detach[@]}" "${sx_as_pg[@]}" "$SX_PGBIN/postgres" -D "$dir/pg" -p "$port" -k "$dir/pgsock" \
             -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=128MB \
             "$@" >>"$dir/pg.log" 2>&1 &
         sx_pg_pid=$!
@@ -94,7 +97,7 @@ sx_redis_start() {
     shift 2 || shift $#
     for attempt in 1 2 3 4 5; do
         port=${want:-$(sx_free_port)}
-        redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no \
+        "${sx_detach[@]}" redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no \
             --logfile "$dir/redis.log" "$@" &
         sx_redis_pid=$!
         for i in $(seq 1 50); do
