@@ -2,11 +2,8 @@
  * processes (build/bin/bustest), real PostgreSQL, real ZeroMQ with CURVE. Whatever is
  * killed, and whenever, each subscriber ends with every event applied exactly once, in
  * seq order, and the stream has no seq reused or skipped. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,13 +21,12 @@
 #include <libpq-fe.h>
 
 #include "keys.h"
+#include "tproc.h"
 #include "tsupport.h"
 
 typedef struct {
     char *url;
-    char keydir[512];
-    char broker_pub[41];
-    char pub_ep[64], sub_ep[64];
+    tp_world_t w; /* keys, the broker's endpoints */
     PGconn *pg;
     pid_t broker;
 } fx_t;
@@ -39,121 +34,21 @@ typedef struct {
 static double
 s_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)tp_now_ms() / 1000.0;
 }
 
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-/* Starts argv with the fixture's environment plus SX_KEY_FILE=<keydir>/<key>.key,
- * output appended to <SX_TMP>/<log>.log. Returns the pid. */
+/* Starts bustest with args as <key>'s identity, its output in <SX_TMP>/<log>.log. */
 static pid_t
-s_spawn(fx_t *fx, const char *key, const char *log, const char *const argv[])
+s_spawn(fx_t *fx, const char *key, const char *log, const char *const args[])
 {
-    char keyfile[600], logfile[600];
-    snprintf(keyfile, sizeof keyfile, "%s/%s.key", fx->keydir, key);
-    snprintf(logfile, sizeof logfile, "%s/%s.log", ts_env("SX_TMP"), log);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_PG_URL", fx->url, 1);
-        setenv("SX_KEY_FILE", keyfile, 1);
-        setenv("SX_BROKER_PUB", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB", fx->sub_ep, 1);
-        setenv("SX_BROKER_PUBLIC_KEY", fx->broker_pub, 1);
-        setenv("SX_LOG_LEVEL", "info", 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    static const char *const env[] = {"SX_LOG_LEVEL=info", NULL};
+    return tp_world_spawn(&fx->w, "bustest", args, key, log, env);
 }
 
 static int
 s_stop(pid_t pid, int sig)
 {
-    if (pid <= 0)
-        return -1;
-    kill(pid, sig);
-    int status = 0;
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-        s_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return status;
-}
-
-/* Waits (at most 20 s) until the log <SX_TMP>/<log>.log holds the line text. */
-static void
-s_wait_log(const char *log, const char *text)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s.log", ts_env("SX_TMP"), log);
-    double t0 = s_now();
-    while (s_now() - t0 < 20) {
-        FILE *f = fopen(path, "r");
-        char line[1024];
-        bool found = false;
-        while (f && !found && fgets(line, sizeof line, f))
-            found = strstr(line, text) != NULL;
-        if (f)
-            fclose(f);
-        if (found)
-            return;
-        s_sleep_ms(50);
-    }
-    fail_msg("%s.log never said \"%s\"", log, text);
-}
-
-static pid_t
-s_broker(fx_t *fx)
-{
-    char keys[600], keyfile[600];
-    snprintf(keys, sizeof keys, "%s/keys", fx->keydir);
-    snprintf(keyfile, sizeof keyfile, "%s/broker.key", fx->keydir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600];
-        snprintf(logfile, sizeof logfile, "%s/broker.log", ts_env("SX_TMP"));
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_BROKER_PUB_BIND", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB_BIND", fx->sub_ep, 1);
-        setenv("SX_BROKER_KEY_FILE", keyfile, 1);
-        setenv("SX_KEYS_FILE", keys, 1);
-        setenv("SX_OPS_PORT", "0", 1);
-        char bin[600];
-        snprintf(bin, sizeof bin, "%s/sx-broker", ts_env("SX_BIN"));
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return tp_stop(pid, sig, 5000);
 }
 
 static long long
@@ -183,30 +78,12 @@ s_setup(void **state)
     fx->url = ts_fresh_db("buskill");
     fx->pg = PQconnectdb(fx->url);
     assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
-    char *dir = ts_mkdtemp("keys");
-    snprintf(fx->keydir, sizeof fx->keydir, "%s", dir);
-    free(dir);
-    char err[256], pub[41];
-    char keys[2048] = "# test keys\n";
-    const char *names[] = {"relay", "cons"};
-    assert_int_equal(keys_write_pair(fx->keydir, "broker", fx->broker_pub, err, sizeof err), 0);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(keys_write_pair(fx->keydir, names[i], pub, err, sizeof err), 0);
-        size_t len = strlen(keys);
-        snprintf(keys + len, sizeof keys - len, "%s svc:bustest-%s\n", pub, names[i]);
-    }
-    char path[600];
-    snprintf(path, sizeof path, "%s/keys", fx->keydir);
-    FILE *f = fopen(path, "w");
-    fputs(keys, f);
-    fclose(f);
-    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    fx->broker = s_broker(fx);
+    static const char *const ids[][2] = {
+        {"relay", "svc:bustest-relay"}, {"cons", "svc:bustest-cons"}, {NULL, NULL}};
+    tp_world_init(&fx->w, fx->url, ids);
+    fx->broker = tp_world_broker(&fx->w, "broker");
 
-    char bin[600];
-    snprintf(bin, sizeof bin, "%s/bustest", ts_env("SX_BIN"));
-    const char *migrate[] = {bin, "migrate", "cons_a", "cons_b", NULL};
+    const char *migrate[] = {"migrate", "cons_a", "cons_b", NULL};
     s_run(fx, migrate);
     *state = fx;
     return 0;
@@ -256,19 +133,17 @@ test_kills_lose_nothing_and_apply_nothing_twice(void **state)
 {
     fx_t *fx = *state;
     const long long total = 100000;
-    char bin[600];
-    snprintf(bin, sizeof bin, "%s/bustest", ts_env("SX_BIN"));
-    const char *relay[] = {bin, "relay", NULL};
-    const char *cons_a[] = {bin, "consume", "cons_a", NULL};
-    const char *cons_b[] = {bin, "consume", "cons_b", "--batch", NULL};
-    const char *produce[] = {bin, "produce", "100000", "200", NULL};
+    const char *relay[] = {"relay", NULL};
+    const char *cons_a[] = {"consume", "cons_a", NULL};
+    const char *cons_b[] = {"consume", "cons_b", "--batch", NULL};
+    const char *produce[] = {"produce", "100000", "200", NULL};
 
     pid_t r1 = s_spawn(fx, "relay", "relay1", relay);
     pid_t r2 = s_spawn(fx, "relay", "relay2", relay);
     pid_t a = s_spawn(fx, "cons", "cons_a", cons_a);
     pid_t b = s_spawn(fx, "cons", "cons_b", cons_b);
-    s_wait_log("cons_a", "subscriber started");
-    s_wait_log("cons_b", "subscriber started");
+    tp_wait_log("cons_a", "subscriber started", 20000);
+    tp_wait_log("cons_b", "subscriber started", 20000);
     double t0 = s_now();
     pid_t p = s_spawn(fx, "relay", "produce", produce);
 
@@ -278,7 +153,7 @@ test_kills_lose_nothing_and_apply_nothing_twice(void **state)
     bool broker_restarted = false;
     long long ca = 0, cb = 0;
     while (s_now() - t0 < 240 && (ca < total || cb < total)) {
-        s_sleep_ms(100);
+        tp_sleep_ms(100);
         ca = s_count(fx, "SELECT count(*) FROM cons_a.effects");
         cb = s_count(fx, "SELECT count(*) FROM cons_b.effects");
         if (next_kill < 3 && cb >= kill_a[next_kill]) {
@@ -302,7 +177,7 @@ test_kills_lose_nothing_and_apply_nothing_twice(void **state)
         if (!broker_restarted && cb >= 50000) {
             s_stop(fx->broker, SIGTERM);
             print_message("broker restarted at %lld\n", cb);
-            fx->broker = s_broker(fx);
+            fx->broker = tp_world_broker(&fx->w, "broker");
             broker_restarted = true;
         }
     }
@@ -326,23 +201,21 @@ static void
 test_publisher_killed_between_commit_and_publish(void **state)
 {
     fx_t *fx = *state;
-    char bin[600];
-    snprintf(bin, sizeof bin, "%s/bustest", ts_env("SX_BIN"));
-    const char *lost[] = {bin, "relay", "--nowhere", NULL};
-    const char *relay[] = {bin, "relay", NULL};
-    const char *cons[] = {bin, "consume", "cons_a", NULL};
-    const char *produce[] = {bin, "produce", "1000", "100", NULL};
+    const char *lost[] = {"relay", "--nowhere", NULL};
+    const char *relay[] = {"relay", NULL};
+    const char *cons[] = {"consume", "cons_a", NULL};
+    const char *produce[] = {"produce", "1000", "100", NULL};
 
     pid_t a = s_spawn(fx, "cons", "lost_cons_a", cons);
-    s_wait_log("lost_cons_a", "subscriber started");
+    tp_wait_log("lost_cons_a", "subscriber started", 20000);
     /* The only relay commits each batch's seqs and sends them nowhere; then it dies. */
     pid_t r = s_spawn(fx, "relay", "lost", lost);
     s_run(fx, produce);
     double t0 = s_now();
     while (s_count(fx, "SELECT last_seq FROM prod.bus_head") < 1000 && s_now() - t0 < 20)
-        s_sleep_ms(50);
+        tp_sleep_ms(50);
     s_stop(r, SIGKILL);
-    s_sleep_ms(1500);
+    tp_sleep_ms(1500);
     assert_int_equal(s_count(fx, "SELECT count(*) FROM cons_a.effects"), 0);
 
     /* A new relay's first heartbeat carries seq 1000: the subscriber repairs from
@@ -350,7 +223,7 @@ test_publisher_killed_between_commit_and_publish(void **state)
     r = s_spawn(fx, "relay", "relay1", relay);
     t0 = s_now();
     while (s_count(fx, "SELECT count(*) FROM cons_a.effects") < 1000 && s_now() - t0 < 20)
-        s_sleep_ms(50);
+        tp_sleep_ms(50);
     print_message("the 1000 committed, never-published events arrived %.2f s after a relay "
                   "came back\n",
                   s_now() - t0);

@@ -34,6 +34,7 @@
 #include "jsonmp.h"
 #include "keys.h"
 #include "rpc.h"
+#include "tproc.h"
 #include "tsupport.h"
 
 #define AGENCY   "91110000600037341L"
@@ -44,9 +45,9 @@
 
 typedef struct {
     char *url;
-    char keydir[512], keys[600];
-    char broker_pub[41], intake_pub[41];
-    char pub_ep[64], sub_ep[64], rpc_ep[64];
+    tp_world_t w; /* keys, the key file, the broker's endpoints */
+    char intake_pub[41];
+    char rpc_ep[64];
     PGconn *pg;
     pid_t broker, intake;
     void *ctx;
@@ -56,85 +57,17 @@ typedef struct {
     int acks[TOTAL];        /* ok replies received per submission */
 } fx_t;
 
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int
-s_stop(pid_t pid, int sig)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, sig);
-    int status = 0;
-    for (int i = 0; i < 200; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-        s_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return status;
-}
-
 static pid_t
 s_spawn(fx_t *fx, const char *what)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600], keyfile[600], schemas[600], bin[600];
-        snprintf(logfile, sizeof logfile, "%s/kill-%s.log", ts_env("SX_TMP"), what);
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        snprintf(keyfile, sizeof keyfile, "%s/%s.key", fx->keydir, what);
-        snprintf(bin, sizeof bin, "%s/sx-%s", ts_env("SX_BIN"), what);
-        setenv("SX_KEYS_FILE", fx->keys, 1);
-        setenv("SX_OPS_PORT", "0", 1);
-        if (strcmp(what, "broker") == 0) {
-            setenv("SX_BROKER_PUB_BIND", fx->pub_ep, 1);
-            setenv("SX_BROKER_SUB_BIND", fx->sub_ep, 1);
-            setenv("SX_BROKER_KEY_FILE", keyfile, 1);
-        } else {
-            snprintf(schemas, sizeof schemas, "%s/schemas", ts_env("SX_TOP"));
-            setenv("SX_PG_URL", fx->url, 1);
-            setenv("SX_INTAKE_BIND", fx->rpc_ep, 1);
-            setenv("SX_KEY_FILE", keyfile, 1);
-            setenv("SX_BROKER_PUB", fx->pub_ep, 1);
-            setenv("SX_BROKER_SUB", fx->sub_ep, 1);
-            setenv("SX_BROKER_PUBLIC_KEY", fx->broker_pub, 1);
-            setenv("SX_SCHEMAS", schemas, 1);
-            setenv("SX_LOG_LEVEL", "warn", 1);
-        }
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char log[32];
+    snprintf(log, sizeof log, "kill-%s", what);
+    if (strcmp(what, "broker") == 0)
+        return tp_world_broker(&fx->w, log);
+    char bind[96];
+    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->rpc_ep);
+    const char *env[] = {bind, "SX_LOG_LEVEL=warn", NULL};
+    return tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", log, env);
 }
 
 static long long
@@ -208,7 +141,7 @@ s_burst(fx_t *fx, const int *todo, int n, int kill_at, int idle_ms)
     rpc_client_t *c[CLIENTS];
     char pub[41], sec[41], err[256], path[700];
     for (int i = 0; i < CLIENTS; i++) {
-        snprintf(path, sizeof path, "%s/dept%d.key", fx->keydir, i);
+        snprintf(path, sizeof path, "%s/dept%d.key", fx->w.keydir, i);
         assert_int_equal(keys_read_pair(path, pub, sec, err, sizeof err), 0);
         c[i] = rpc_client_new(fx->ctx, fx->rpc_ep, fx->intake_pub, pub, sec, err, sizeof err);
         assert_non_null(c[i]);
@@ -217,8 +150,8 @@ s_burst(fx_t *fx, const int *todo, int n, int kill_at, int idle_ms)
     msgpack_sbuffer_init(&req);
     int next = 0, inflight[CLIENTS] = {0}, oks = 0, errors = 0;
     bool killed = false;
-    int64_t last = s_now_ms(), start = last;
-    while (s_now_ms() - last < idle_ms && s_now_ms() - start < 120000) {
+    int64_t last = tp_now_ms(), start = last;
+    while (tp_now_ms() - last < idle_ms && tp_now_ms() - start < 120000) {
         for (int i = 0; i < CLIENTS && !killed; i++)
             while (inflight[i] < INFLIGHT && next < n) {
                 s_request(fx, todo[next], &req);
@@ -230,7 +163,7 @@ s_burst(fx_t *fx, const int *todo, int n, int kill_at, int idle_ms)
         /* The kill lands while requests are in flight: right after the window was
          * refilled, a few ms into the turn that is writing them. */
         if (kill_at > 0 && !killed && oks >= kill_at) {
-            s_sleep_ms(1 + rand() % 8);
+            tp_sleep_ms(1 + rand() % 8);
             kill(fx->intake, SIGKILL);
             int status;
             waitpid(fx->intake, &status, 0);
@@ -253,7 +186,7 @@ s_burst(fx_t *fx, const int *todo, int n, int kill_at, int idle_ms)
             rpc_reply_t r = {0};
             evmsg_err_t e = {{0}, {0}};
             while ((items[i].revents & ZMQ_POLLIN) && rpc_client_recv(c[i], 0, &r, &e) == 1) {
-                last = s_now_ms();
+                last = tp_now_ms();
                 inflight[i]--;
                 const char *dash = strrchr(r.rid, '-');
                 int k = dash ? atoi(dash + 1) : -1;
@@ -284,7 +217,7 @@ static void
 s_wait_up(fx_t *fx)
 {
     char pub[41], sec[41], err[256], path[700];
-    snprintf(path, sizeof path, "%s/dept0.key", fx->keydir);
+    snprintf(path, sizeof path, "%s/dept0.key", fx->w.keydir);
     assert_int_equal(keys_read_pair(path, pub, sec, err, sizeof err), 0);
     rpc_client_t *c =
         rpc_client_new(fx->ctx, fx->rpc_ep, fx->intake_pub, pub, sec, err, sizeof err);
@@ -368,26 +301,17 @@ s_setup(void **state)
     snprintf(fx->run, sizeof fx->run, "%x", (unsigned)getpid());
     date_format(date_from_unix_cst(time(NULL)), fx->today);
     srand((unsigned)getpid());
-    char *dir = ts_mkdtemp("intake-kill-keys");
-    snprintf(fx->keydir, sizeof fx->keydir, "%s", dir);
-    free(dir);
-    char err[256], pub[41], name[16], text[2048] = "# test_intake_kill\n";
-    assert_int_equal(keys_write_pair(fx->keydir, "broker", fx->broker_pub, err, sizeof err), 0);
-    assert_int_equal(keys_write_pair(fx->keydir, "intake", fx->intake_pub, err, sizeof err), 0);
-    snprintf(text + strlen(text), sizeof text - strlen(text), "%s svc:intake\n", fx->intake_pub);
-    for (int i = 0; i < CLIENTS; i++) {
-        snprintf(name, sizeof name, "dept%d", i);
-        assert_int_equal(keys_write_pair(fx->keydir, name, pub, err, sizeof err), 0);
-        snprintf(text + strlen(text), sizeof text - strlen(text), "%s dept:" AGENCY ":system\n",
-                 pub);
-    }
-    snprintf(fx->keys, sizeof fx->keys, "%s/keys", fx->keydir);
-    FILE *f = fopen(fx->keys, "w");
-    fputs(text, f);
-    fclose(f);
-    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", s_free_port());
+    static const char *const ids[][2] = {{"intake", "svc:intake"},
+                                         {"dept0", "dept:" AGENCY ":system"},
+                                         {"dept1", "dept:" AGENCY ":system"},
+                                         {"dept2", "dept:" AGENCY ":system"},
+                                         {"dept3", "dept:" AGENCY ":system"},
+                                         {NULL, NULL}};
+    assert_int_equal(CLIENTS, 4);
+    tp_world_init(&fx->w, fx->url, ids);
+    char sec[41];
+    tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
+    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
     fx->ctx = zmq_ctx_new();
     fx->broker = s_spawn(fx, "broker");
     fx->intake = s_spawn(fx, "intake");
@@ -414,8 +338,8 @@ s_teardown(void **state)
     fx_t *fx = *state;
     if (!fx)
         return 0;
-    s_stop(fx->intake, SIGTERM);
-    s_stop(fx->broker, SIGTERM);
+    tp_stop(fx->intake, SIGTERM, 10000);
+    tp_stop(fx->broker, SIGTERM, 10000);
     zmq_ctx_term(fx->ctx);
     PQfinish(fx->pg);
     free(fx->url);
@@ -430,7 +354,7 @@ test_kill_mid_burst_loses_nothing_acknowledged(void **state)
     int *todo = malloc(TOTAL * sizeof *todo);
     for (int i = 0; i < TOTAL; i++)
         todo[i] = i;
-    int64_t t0 = s_now_ms();
+    int64_t t0 = tp_now_ms();
     int acked = s_burst(fx, todo, TOTAL, KILL_AT, 10000);
     assert_true(acked >= KILL_AT && acked < TOTAL);
     assert_int_equal(fx->intake, 0);
@@ -452,7 +376,7 @@ test_kill_mid_burst_loses_nothing_acknowledged(void **state)
     s_assert_whole(fx);
     print_message("after the kill (%.1f s into the burst): %d acknowledged, %lld cases"
                   " committed (%lld committed but unacknowledged)\n",
-                  (s_now_ms() - t0) / 1000.0, n_acked, cases, cases - n_acked);
+                  (tp_now_ms() - t0) / 1000.0, n_acked, cases, cases - n_acked);
 
     /* Restart; resend every unacknowledged rid: each succeeds. */
     fx->intake = s_spawn(fx, "intake");

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "keys.h"
+#include "tproc.h"
 #include "tsupport.h"
 
 #define AGENCY       "11620200013926143G" /* 嘉峪关市市场监督管理局, as in the examples */
@@ -35,9 +36,9 @@
 
 typedef struct {
     char *url;
-    char keydir[512], keys[600], intake_pub_file[600], legal_key[600], system_key[600];
-    char broker_pub[41];
-    char pub_ep[64], sub_ep[64], rpc_ep[64];
+    tp_world_t w; /* keys, the key file, the broker's endpoints */
+    char intake_pub_file[600], legal_key[600], system_key[600];
+    char rpc_ep[64];
     int ops_port;
     pid_t broker, intake;
     char dir[600]; /* deploy/examples */
@@ -47,107 +48,16 @@ typedef struct {
     char open_rid[64], open_file[700];
 } fx_t;
 
-static fx_t *s_fx; /* for the teardown of a failed test */
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int
-s_stop(pid_t pid, int sig)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, sig);
-    int status = 0;
-    for (int i = 0; i < 200; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-        s_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return status;
-}
-
-static pid_t
-s_start_broker(fx_t *fx)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600], keyfile[600];
-        snprintf(logfile, sizeof logfile, "%s/examples-broker.log", ts_env("SX_TMP"));
-        snprintf(keyfile, sizeof keyfile, "%s/broker.key", fx->keydir);
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_BROKER_PUB_BIND", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB_BIND", fx->sub_ep, 1);
-        setenv("SX_BROKER_KEY_FILE", keyfile, 1);
-        setenv("SX_KEYS_FILE", fx->keys, 1);
-        setenv("SX_OPS_PORT", "0", 1);
-        char bin[600];
-        snprintf(bin, sizeof bin, "%s/sx-broker", ts_env("SX_BIN"));
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
+static fx_t *s_fx;
 
 static pid_t
 s_start_intake(fx_t *fx)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600], keyfile[600], ops[16], schemas[600];
-        snprintf(logfile, sizeof logfile, "%s/examples-intake.log", ts_env("SX_TMP"));
-        snprintf(keyfile, sizeof keyfile, "%s/intake.key", fx->keydir);
-        snprintf(ops, sizeof ops, "%d", fx->ops_port);
-        snprintf(schemas, sizeof schemas, "%s/schemas", ts_env("SX_TOP"));
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_PG_URL", fx->url, 1);
-        setenv("SX_INTAKE_BIND", fx->rpc_ep, 1);
-        setenv("SX_KEY_FILE", keyfile, 1);
-        setenv("SX_KEYS_FILE", fx->keys, 1);
-        setenv("SX_BROKER_PUB", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB", fx->sub_ep, 1);
-        setenv("SX_BROKER_PUBLIC_KEY", fx->broker_pub, 1);
-        setenv("SX_OPS_PORT", ops, 1);
-        setenv("SX_SCHEMAS", schemas, 1);
-        char bin[600];
-        snprintf(bin, sizeof bin, "%s/sx-intake", ts_env("SX_BIN"));
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char bind[96], ops[32];
+    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->rpc_ep);
+    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->ops_port);
+    const char *env[] = {bind, ops, NULL};
+    return tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "examples-intake", env);
 }
 
 /* True when something listens on 127.0.0.1:port (intake's ops port: it is up). */
@@ -167,26 +77,14 @@ s_listening(int port)
 static void
 s_write_keys(fx_t *fx)
 {
-    char err[256], pub[41];
-    char text[2048] = "# test_examples\n";
-    const char *names[][2] = {{"intake", "svc:intake"},
-                              {"legal", "dept:" LEGAL_OFFICE ":legal_office"},
-                              {"system", "dept:" AGENCY ":system"}};
-    assert_int_equal(keys_write_pair(fx->keydir, "broker", fx->broker_pub, err, sizeof err), 0);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (keys_write_pair(fx->keydir, names[i][0], pub, err, sizeof err) != 0)
-            fail_msg("keys_write_pair %s: %s", names[i][0], err);
-        size_t len = strlen(text);
-        snprintf(text + len, sizeof text - len, "%s %s\n", pub, names[i][1]);
-    }
-    snprintf(fx->keys, sizeof fx->keys, "%s/keys", fx->keydir);
-    snprintf(fx->intake_pub_file, sizeof fx->intake_pub_file, "%s/intake.pub", fx->keydir);
-    snprintf(fx->legal_key, sizeof fx->legal_key, "%s/legal.key", fx->keydir);
-    snprintf(fx->system_key, sizeof fx->system_key, "%s/system.key", fx->keydir);
-    FILE *f = fopen(fx->keys, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    static const char *const ids[][2] = {{"intake", "svc:intake"},
+                                         {"legal", "dept:" LEGAL_OFFICE ":legal_office"},
+                                         {"system", "dept:" AGENCY ":system"},
+                                         {NULL, NULL}};
+    tp_world_init(&fx->w, fx->url, ids);
+    snprintf(fx->intake_pub_file, sizeof fx->intake_pub_file, "%s/intake.pub", fx->w.keydir);
+    snprintf(fx->legal_key, sizeof fx->legal_key, "%s/legal.key", fx->w.keydir);
+    snprintf(fx->system_key, sizeof fx->system_key, "%s/system.key", fx->w.keydir);
 }
 
 static int
@@ -243,21 +141,16 @@ s_setup(void **state)
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
     fx->url = ts_fresh_db("examples");
-    char *dir = ts_mkdtemp("examples-keys");
-    snprintf(fx->keydir, sizeof fx->keydir, "%s", dir);
-    free(dir);
     s_write_keys(fx);
     s_list_files(fx);
-    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", s_free_port());
-    fx->ops_port = s_free_port();
-    fx->broker = s_start_broker(fx);
+    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    fx->ops_port = tp_free_port();
+    fx->broker = tp_world_broker(&fx->w, "examples-broker");
     fx->intake = s_start_intake(fx);
-    int64_t end = s_now_ms() + 20000;
-    while (!s_listening(fx->ops_port) && s_now_ms() < end)
-        s_sleep_ms(100);
-    assert_true(s_now_ms() < end);
+    int64_t end = tp_now_ms() + 20000;
+    while (!s_listening(fx->ops_port) && tp_now_ms() < end)
+        tp_sleep_ms(100);
+    assert_true(tp_now_ms() < end);
     *state = fx;
     return 0;
 }
@@ -268,8 +161,8 @@ s_teardown(void **state)
     fx_t *fx = *state ? *state : s_fx;
     if (!fx)
         return 0;
-    s_stop(fx->intake, SIGTERM);
-    s_stop(fx->broker, SIGTERM);
+    tp_stop(fx->intake, SIGTERM, 10000);
+    tp_stop(fx->broker, SIGTERM, 10000);
     for (int i = 0; i < fx->nfiles; i++)
         free(fx->files[i]);
     free(fx->open_out);

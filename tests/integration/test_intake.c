@@ -34,6 +34,7 @@
 #include "jsonmp.h"
 #include "keys.h"
 #include "rpc.h"
+#include "tproc.h"
 #include "tsupport.h"
 #include "zsock.h"
 
@@ -42,9 +43,9 @@
 
 typedef struct {
     char *url;
-    char keydir[512], keys[600];
-    char broker_pub[41], intake_pub[41];
-    char pub_ep[64], sub_ep[64], rpc_ep[64];
+    tp_world_t w; /* keys, the key file, the broker's endpoints */
+    char intake_pub[41];
+    char rpc_ep[64];
     int ops_port;
     PGconn *pg;
     pid_t broker, intake;
@@ -59,140 +60,16 @@ typedef struct {
     int rid;
 } fx_t;
 
-static fx_t *s_fx; /* for the teardown of a failed test */
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void
-s_pair(fx_t *fx, const char *name, char pub[41], char sec[41])
-{
-    char path[700], err[256];
-    snprintf(path, sizeof path, "%s/%s.key", fx->keydir, name);
-    assert_int_equal(keys_read_pair(path, pub, sec, err, sizeof err), 0);
-}
-
-static int
-s_stop(pid_t pid, int sig)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, sig);
-    int status = 0;
-    for (int i = 0; i < 200; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-        s_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return status;
-}
-
-static pid_t
-s_start_broker(fx_t *fx)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600], keyfile[600];
-        snprintf(logfile, sizeof logfile, "%s/intake-broker.log", ts_env("SX_TMP"));
-        snprintf(keyfile, sizeof keyfile, "%s/broker.key", fx->keydir);
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_BROKER_PUB_BIND", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB_BIND", fx->sub_ep, 1);
-        setenv("SX_BROKER_KEY_FILE", keyfile, 1);
-        setenv("SX_KEYS_FILE", fx->keys, 1);
-        setenv("SX_OPS_PORT", "0", 1);
-        char bin[600];
-        snprintf(bin, sizeof bin, "%s/sx-broker", ts_env("SX_BIN"));
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
+static fx_t *s_fx;
 
 static pid_t
 s_start_intake(fx_t *fx)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char logfile[600], keyfile[600], ops[16], schemas[600];
-        snprintf(logfile, sizeof logfile, "%s/intake.log", ts_env("SX_TMP"));
-        snprintf(keyfile, sizeof keyfile, "%s/intake.key", fx->keydir);
-        snprintf(ops, sizeof ops, "%d", fx->ops_port);
-        snprintf(schemas, sizeof schemas, "%s/schemas", ts_env("SX_TOP"));
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setenv("SX_PG_URL", fx->url, 1);
-        setenv("SX_INTAKE_BIND", fx->rpc_ep, 1);
-        setenv("SX_KEY_FILE", keyfile, 1);
-        setenv("SX_KEYS_FILE", fx->keys, 1);
-        setenv("SX_BROKER_PUB", fx->pub_ep, 1);
-        setenv("SX_BROKER_SUB", fx->sub_ep, 1);
-        setenv("SX_BROKER_PUBLIC_KEY", fx->broker_pub, 1);
-        setenv("SX_OPS_PORT", ops, 1);
-        setenv("SX_SCHEMAS", schemas, 1);
-        char bin[600];
-        snprintf(bin, sizeof bin, "%s/sx-intake", ts_env("SX_BIN"));
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* One HTTP GET on the ops port: returns the status, the body into buf. */
-static int
-s_http_get(int port, const char *path, char *buf, size_t size)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
-    (void)!write(fd, req, (size_t)n);
-    size_t len = 0;
-    ssize_t got;
-    while (len + 1 < size && (got = read(fd, buf + len, size - len - 1)) > 0)
-        len += (size_t)got;
-    buf[len] = '\0';
-    close(fd);
-    int status = -1;
-    sscanf(buf, "HTTP/1.%*d %d", &status);
-    return status;
+    char bind[96], ops[32];
+    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->rpc_ep);
+    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->ops_port);
+    const char *env[] = {bind, ops, NULL};
+    return tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "intake", env);
 }
 
 static long long
@@ -219,10 +96,10 @@ s_sql(fx_t *fx, const char *sql)
 static void
 s_pump(fx_t *fx, int ms)
 {
-    int64_t end = s_now_ms() + ms;
-    while (s_now_ms() < end) {
-        bus_relay_step(fx->relay, s_now_ms());
-        s_sleep_ms(20);
+    int64_t end = tp_now_ms() + ms;
+    while (tp_now_ms() < end) {
+        bus_relay_step(fx->relay, tp_now_ms());
+        tp_sleep_ms(20);
     }
 }
 
@@ -276,8 +153,8 @@ s_result_int(const rpc_reply_t *r, const char *key)
 static evmsg_t *
 s_event(fx_t *fx, const char *prefix, int ms)
 {
-    int64_t end = s_now_ms() + ms;
-    while (s_now_ms() < end) {
+    int64_t end = tp_now_ms() + ms;
+    while (tp_now_ms() < end) {
         zmq_pollitem_t it = {fx->events, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 100) <= 0)
             continue;
@@ -420,33 +297,22 @@ s_review(fx_t *fx, const char *verdict, const char *agency, const char *json)
 static void
 s_write_keys(fx_t *fx)
 {
-    char err[256], pub[41];
-    char text[2048] = "# test_intake\n";
-    const char *names[][2] = {{"intake", "svc:intake"},
-                              {"review", "svc:review"},
-                              {"dept", "dept:" AGENCY ":system"},
-                              {"other", "dept:" OTHER ":system"},
-                              {"legal", "dept:" OTHER ":legal_office"}};
-    assert_int_equal(keys_write_pair(fx->keydir, "broker", fx->broker_pub, err, sizeof err), 0);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        assert_int_equal(keys_write_pair(fx->keydir, names[i][0], pub, err, sizeof err), 0);
-        if (i == 0)
-            memcpy(fx->intake_pub, pub, sizeof pub);
-        size_t len = strlen(text);
-        snprintf(text + len, sizeof text - len, "%s %s\n", pub, names[i][1]);
-    }
-    snprintf(fx->keys, sizeof fx->keys, "%s/keys", fx->keydir);
-    FILE *f = fopen(fx->keys, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    static const char *const ids[][2] = {{"intake", "svc:intake"},
+                                         {"review", "svc:review"},
+                                         {"dept", "dept:" AGENCY ":system"},
+                                         {"other", "dept:" OTHER ":system"},
+                                         {"legal", "dept:" OTHER ":legal_office"},
+                                         {NULL, NULL}};
+    tp_world_init(&fx->w, fx->url, ids);
+    char sec[41];
+    tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
 }
 
 static rpc_client_t *
 s_client(fx_t *fx, const char *name)
 {
     char pub[41], sec[41], err[256];
-    s_pair(fx, name, pub, sec);
+    tp_world_pair(&fx->w, name, pub, sec);
     rpc_client_t *c =
         rpc_client_new(fx->ctx, fx->rpc_ep, fx->intake_pub, pub, sec, err, sizeof err);
     assert_non_null(c);
@@ -461,15 +327,10 @@ s_setup(void **state)
     fx->url = ts_fresh_db("intake");
     fx->pg = PQconnectdb(fx->url);
     assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
-    char *dir = ts_mkdtemp("intake-keys");
-    snprintf(fx->keydir, sizeof fx->keydir, "%s", dir);
-    free(dir);
     s_write_keys(fx);
-    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", s_free_port());
-    fx->ops_port = s_free_port();
-    fx->broker = s_start_broker(fx);
+    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    fx->ops_port = tp_free_port();
+    fx->broker = tp_world_broker(&fx->w, "intake-broker");
     fx->ctx = zmq_ctx_new();
 
     /* The review service's stream, before intake subscribes to it. */
@@ -481,34 +342,34 @@ s_setup(void **state)
     assert_int_equal(db_connect(fx->relay_db, 5000), 0);
     assert_true(bus_migrate(fx->review_db, "review", busdir) >= 0);
     char pub[41], sec[41], err[256];
-    s_pair(fx, "review", pub, sec);
+    tp_world_pair(&fx->w, "review", pub, sec);
     zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
     lim.linger_ms = 0;
     fx->review_pub =
-        zsock_client(fx->ctx, ZMQ_PUB, fx->broker_pub, pub, sec, &lim, err, sizeof err);
+        zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
     assert_non_null(fx->review_pub);
-    assert_int_equal(zsock_connect(fx->review_pub, fx->pub_ep, err, sizeof err), 0);
+    assert_int_equal(zsock_connect(fx->review_pub, fx->w.pub_ep, err, sizeof err), 0);
     fx->relay = bus_relay_new(fx->relay_db, "review", fx->review_pub);
     assert_non_null(fx->relay);
 
     fx->intake = s_start_intake(fx);
     /* Up when /healthz answers at all (its checks may still be settling). */
     char buf[4096];
-    int64_t end = s_now_ms() + 20000;
-    while (s_http_get(fx->ops_port, "/healthz", buf, sizeof buf) < 0 && s_now_ms() < end)
-        s_sleep_ms(100);
-    assert_true(s_now_ms() < end);
+    int64_t end = tp_now_ms() + 20000;
+    while (tp_http_get(fx->ops_port, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
+        tp_sleep_ms(100);
+    assert_true(tp_now_ms() < end);
     s_register(fx);
 
     fx->dept = s_client(fx, "dept");
     fx->other = s_client(fx, "other");
-    s_pair(fx, "dept", pub, sec);
-    fx->events = zsock_client(fx->ctx, ZMQ_SUB, fx->broker_pub, pub, sec, &lim, err, sizeof err);
+    tp_world_pair(&fx->w, "dept", pub, sec);
+    fx->events = zsock_client(fx->ctx, ZMQ_SUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
     assert_non_null(fx->events);
     s_subscribe(fx, "case.opened");
     s_subscribe(fx, "case.deadline.warning");
     s_subscribe(fx, "case.deadline.overdue");
-    assert_int_equal(zsock_connect(fx->events, fx->sub_ep, err, sizeof err), 0);
+    assert_int_equal(zsock_connect(fx->events, fx->w.sub_ep, err, sizeof err), 0);
     s_pump(fx, 500);
     *state = fx;
     return 0;
@@ -520,8 +381,8 @@ s_teardown(void **state)
     fx_t *fx = *state ? *state : s_fx;
     if (!fx)
         return 0;
-    s_stop(fx->intake, SIGTERM);
-    s_stop(fx->broker, SIGTERM);
+    tp_stop(fx->intake, SIGTERM, 10000);
+    tp_stop(fx->broker, SIGTERM, 10000);
     rpc_client_destroy(&fx->dept);
     rpc_client_destroy(&fx->other);
     bus_relay_destroy(&fx->relay);
@@ -579,7 +440,7 @@ test_open_case_event_and_timers(void **state)
     char member[64];
     snprintf(member, sizeof member, "overdue:%" PRId64, id);
     bool armed = false;
-    for (int64_t end = s_now_ms() + 5000; !armed && s_now_ms() < end; s_sleep_ms(100)) {
+    for (int64_t end = tp_now_ms() + 5000; !armed && tp_now_ms() < end; tp_sleep_ms(100)) {
         redisReply *r = redisCommand(rc, "ZSCORE sx:timer:{intake}:due %s", member);
         armed = r && r->type == REDIS_REPLY_STRING;
         freeReplyObject(r);
@@ -621,7 +482,7 @@ test_review_approval_lets_decide_through(void **state)
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND verdict = 'approved'",
              id);
-    for (int64_t end = s_now_ms() + 10000; s_count(fx, sql) < 1 && s_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
         s_pump(fx, 100);
     assert_int_equal(s_count(fx, sql), 1);
     r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 2));
@@ -655,7 +516,7 @@ test_malformed_verdicts_rejected_naming_the_field(void **state)
              id);
     s_review(fx, "approved", OTHER, json);
     const char *sql = "SELECT count(*) FROM intake.bus_rejected WHERE stream = 'review'";
-    for (int64_t end = s_now_ms() + 10000; s_count(fx, sql) < 3 && s_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 3 && tp_now_ms() < end;)
         s_pump(fx, 100);
     assert_int_equal(s_count(fx, sql), 3);
     assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
@@ -691,7 +552,7 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
     snprintf(member, sizeof member, "overdue:%" PRId64, id);
     for (int i = 0; i < 2; i++) {
         freeReplyObject(redisCommand(rc, "ZADD sx:timer:{intake}:due 1 %s", member));
-        s_sleep_ms(1500);
+        tp_sleep_ms(1500);
     }
     evmsg_t *ev = s_event(fx, "case.deadline.overdue." AGENCY, 5000);
     assert_non_null(ev);
@@ -715,7 +576,7 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
     int64_t open_id = s_open(fx, 5);
     snprintf(member, sizeof member, "overdue:%" PRId64, open_id);
     bool armed = false;
-    for (int64_t end = s_now_ms() + 8000; !armed && s_now_ms() < end; s_sleep_ms(100)) {
+    for (int64_t end = tp_now_ms() + 8000; !armed && tp_now_ms() < end; tp_sleep_ms(100)) {
         redisReply *r = redisCommand(rc, "ZSCORE sx:timer:{intake}:due %s", member);
         armed = r && r->type == REDIS_REPLY_STRING;
         freeReplyObject(r);
@@ -733,11 +594,11 @@ test_healthz_and_metrics(void **state)
     fx_t *fx = *state;
     char buf[65536];
     int status = -1;
-    for (int64_t end = s_now_ms() + 8000; status != 200 && s_now_ms() < end; s_pump(fx, 200))
-        status = s_http_get(fx->ops_port, "/healthz", buf, sizeof buf);
+    for (int64_t end = tp_now_ms() + 8000; status != 200 && tp_now_ms() < end; s_pump(fx, 200))
+        status = tp_http_get(fx->ops_port, "/healthz", buf, sizeof buf);
     if (status != 200)
         fail_msg("/healthz: %d %s", status, buf);
-    assert_int_equal(s_http_get(fx->ops_port, "/metrics", buf, sizeof buf), 200);
+    assert_int_equal(tp_http_get(fx->ops_port, "/metrics", buf, sizeof buf), 200);
     assert_non_null(strstr(buf, "sx_intake_rpc_requests_total"));
     assert_non_null(strstr(buf, "sx_intake_deadline_events_total{kind=\"overdue\"} 1"));
 }
@@ -746,7 +607,7 @@ static void
 test_sigterm_exits_0(void **state)
 {
     fx_t *fx = *state;
-    int status = s_stop(fx->intake, SIGTERM);
+    int status = tp_stop(fx->intake, SIGTERM, 10000);
     fx->intake = 0;
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
