@@ -16,13 +16,19 @@ review_events_prepare(db_t *db)
     if (db_prepare(db, "rv_case", "SELECT 1 FROM intake.cases WHERE id = $1 AND agency = $2", 2) <
         0)
         return -1;
-    /* The same verdict twice (the review service retried) changes nothing. */
+    /* The same verdict twice (the review service retried) changes nothing. The one
+     * change allowed: a returned version approved later on escalation to the legal
+     * office (法制审核 escalation: the legal office's opinion stands). */
     return db_prepare(db, "rv_insert",
-                      "INSERT INTO intake.review_verdict"
+                      "INSERT INTO intake.review_verdict AS v"
                       " (case_id, proposal_version, agency, verdict, opinion, reviewer, at,"
                       " review_seq) VALUES ($1, $2, $3, $4, $5, $6,"
                       " to_timestamp($7::bigint / 1000.0), $8)"
-                      " ON CONFLICT (case_id, proposal_version) DO NOTHING",
+                      " ON CONFLICT (case_id, proposal_version) DO UPDATE"
+                      " SET verdict = excluded.verdict, opinion = excluded.opinion,"
+                      " reviewer = excluded.reviewer, at = excluded.at,"
+                      " review_seq = excluded.review_seq"
+                      " WHERE v.verdict = 'returned' AND excluded.verdict = 'approved'",
                       8);
 }
 

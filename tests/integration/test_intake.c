@@ -491,6 +491,55 @@ test_review_approval_lets_decide_through(void **state)
     rpc_reply_clear(&r);
 }
 
+/* A version the reviewer returned, approved on escalation by the legal office: the
+ * approval replaces the return and the decision goes through; a later "returned" for the
+ * same version changes nothing. */
+static void
+test_escalated_approval_replaces_a_return(void **state)
+{
+    fx_t *fx = *state;
+    int64_t id = s_open(fx, 6);
+    rpc_reply_t r = s_call(fx, fx->dept, "case.propose", s_propose_body(id));
+    if (!r.ok)
+        fail_msg("case.propose refused: %s %s %s", r.code, r.field, r.en);
+    rpc_reply_clear(&r);
+    char json[512], sql[256];
+    snprintf(json, sizeof json,
+             "{\"case_id\": %" PRId64 ", \"proposal_version\": 1, \"opinion\": \"存在问题。\","
+             " \"reviewer\": \"FZ001\"}",
+             id);
+    s_review(fx, "returned", AGENCY, json);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND verdict = 'returned'",
+             id);
+    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
+        s_pump(fx, 100);
+    assert_int_equal(s_count(fx, sql), 1);
+    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 6));
+    assert_false(r.ok);
+    assert_string_equal(r.code, "review_required");
+    rpc_reply_clear(&r);
+
+    snprintf(json, sizeof json,
+             "{\"case_id\": %" PRId64 ", \"proposal_version\": 1, \"opinion\": \"同意。\","
+             " \"reviewer\": \"SFJ001\"}",
+             id);
+    s_review(fx, "approved", AGENCY, json);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND verdict = 'approved' AND reviewer = 'SFJ001'",
+             id);
+    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
+        s_pump(fx, 100);
+    assert_int_equal(s_count(fx, sql), 1);
+    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 6));
+    if (!r.ok)
+        fail_msg("case.decide refused after the escalated approval: %s %s %s", r.code, r.field,
+                 r.en);
+    rpc_reply_clear(&r);
+}
+
 static void
 test_malformed_verdicts_rejected_naming_the_field(void **state)
 {
@@ -620,6 +669,7 @@ main(void)
         cmocka_unit_test(test_bad_settings_exit_78_naming_each),
         cmocka_unit_test(test_open_case_event_and_timers),
         cmocka_unit_test(test_review_approval_lets_decide_through),
+        cmocka_unit_test(test_escalated_approval_replaces_a_return),
         cmocka_unit_test(test_malformed_verdicts_rejected_naming_the_field),
         cmocka_unit_test(test_deadline_fires_once_and_rearms_after_flush),
         cmocka_unit_test(test_healthz_and_metrics),

@@ -1,0 +1,37 @@
+/* events: sx-review's subscriber of stream "intake" (registry.* and case.*,
+ * schemas/messages/intake/) and its review deadlines.
+ *
+ * Registry events keep review's own copies (agency, officer, rule, band: the highest
+ * version wins). case.opened / case.recorded record who handled a case; case.decided
+ * the fines decided (discretion.c). case.proposed is the review request: each version
+ * is judged afresh against the catalogue (catalogue.c); review is required when a rule
+ * matches or when intake found it required (intake's gate waits for a verdict then, and
+ * e.g. a discretion deviation is only intake's to see); it emits review.not_required
+ * with the reason, or opens a task (reviewers.c assigns, discretion.c flags) due after
+ * the agency's review days, and supersedes the open task of an earlier version. All in
+ * the transaction that moves the cursor: exactly once. A malformed event is logged and
+ * kept in review.bus_rejected; the stream moves on. */
+#ifndef SX_REVIEW_EVENTS_H
+#define SX_REVIEW_EVENTS_H
+
+#include "bus.h"
+#include "db.h"
+#include "review.h"
+
+/* {"case.", "registry.", NULL} */
+extern const char *const events_prefixes[];
+
+/* Prepares every statement the handler uses on db. Returns 0, or -1 (db_error). */
+int events_prepare(db_t *db);
+
+/* The batch handler (bus_batch_fn; arg is the review_t). Returns 0, or -1 when the
+ * database failed (the batch is retried). */
+int events_handle(db_t *tx, const bus_event_t *events, int n, void *arg);
+
+/* Marks the open tasks due on or before today (CST) overdue and emits review.overdue;
+ * those whose warning day has come get review.due_soon once. In its own transaction on
+ * db; then sets app's gauges when it has them. Returns the number of events emitted, or
+ * -1. */
+int events_sweep_deadlines(db_t *db, const review_t *app, int64_t now_unix_ms);
+
+#endif

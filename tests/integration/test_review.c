@@ -1,0 +1,451 @@
+/* sx-review, the real binary, beside real sx-intake and sx-broker, PostgreSQL and
+ * Redis, with real CURVE keys: the registry is put through intake's door and reaches
+ * review as events; a proposal that needs review cannot be decided until review's
+ * reviewer approves it (returned first, proposed again, approved); one that needs none
+ * is let through with the reason; kill -9 of review mid-stream loses and duplicates no
+ * task; bad settings exit 78. */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+
+#include "date.h"
+#include "evmsg.h"
+#include "jsonmp.h"
+#include "rpc.h"
+#include "tproc.h"
+#include "tsupport.h"
+
+#define AGENCY "91110000600037341L"
+#define POOL   "11620200013926143G"
+
+typedef struct {
+    char *url;
+    tp_world_t w;
+    char intake_pub[41], review_pub[41];
+    char intake_ep[64], review_ep[64];
+    int intake_ops, review_ops;
+    PGconn *pg;
+    pid_t broker, intake, review;
+    void *ctx;
+    rpc_client_t *dept, *legal_i, *rev;
+    int rid;
+} fx_t;
+
+static fx_t *s_fx;
+
+static long long
+s_count(fx_t *fx, const char *sql)
+{
+    PGresult *r = PQexec(fx->pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+    long long n = PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* Waits up to ms for the query's first value to be >= want. */
+static bool
+s_wait_count(fx_t *fx, const char *sql, long long want, int ms)
+{
+    int64_t end = tp_now_ms() + ms;
+    do {
+        PGresult *r = PQexec(fx->pg, sql);
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0) &&
+                  atoll(PQgetvalue(r, 0, 0)) >= want;
+        PQclear(r);
+        if (ok)
+            return true;
+        tp_sleep_ms(50);
+    } while (tp_now_ms() < end);
+    return false;
+}
+
+static rpc_reply_t
+s_call(fx_t *fx, rpc_client_t *c, const char *op, const char *json)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    jsonmp_err_t jerr = {{0}, {0}, 0, 0};
+    if (jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr) < 0) {
+        char why[300];
+        fail_msg("bad test JSON: %s", jsonmp_err_str(&jerr, why, sizeof why));
+    }
+    char rid[32];
+    snprintf(rid, sizeof rid, "t-%d-%d", (int)getpid(), ++fx->rid);
+    rpc_reply_t r = {0};
+    evmsg_err_t err = {{0}, {0}};
+    int rc = rpc_call(c, op, rid, body.data, body.size, 3000, 3, &r, &err);
+    msgpack_sbuffer_destroy(&body);
+    if (rc != 0)
+        fail_msg("%s: no reply: %s %s", op, err.path, err.reason);
+    return r;
+}
+
+static void
+s_ok(fx_t *fx, rpc_client_t *c, const char *op, const char *json)
+{
+    rpc_reply_t r = s_call(fx, c, op, json);
+    if (!r.ok)
+        fail_msg("%s refused: %s %s %s", op, r.code, r.field, r.en);
+    rpc_reply_clear(&r);
+}
+
+static int64_t
+s_result_int(const rpc_reply_t *r, const char *key)
+{
+    int64_t v = -1;
+    evmsg_t *m = NULL;
+    if (r->result && evmsg_decode_map(r->result, r->result_len, &m, NULL) == 0) {
+        evmsg_map_t d = evmsg_data(m, NULL);
+        evmsg_map_int(&d, key, EVMSG_OPTIONAL, INT64_MIN, INT64_MAX, &v);
+    }
+    evmsg_destroy(&m);
+    return v;
+}
+
+static rpc_client_t *
+s_client(fx_t *fx, const char *name, const char *ep, const char *server_pub)
+{
+    char pub[41], sec[41], err[256];
+    tp_world_pair(&fx->w, name, pub, sec);
+    rpc_client_t *c = rpc_client_new(fx->ctx, ep, server_pub, pub, sec, err, sizeof err);
+    assert_non_null(c);
+    return c;
+}
+
+static void
+s_wait_up(int port)
+{
+    char buf[4096];
+    int64_t end = tp_now_ms() + 20000;
+    while (tp_http_get(port, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
+        tp_sleep_ms(100);
+    assert_true(tp_now_ms() < end);
+}
+
+static pid_t
+s_start_review(fx_t *fx)
+{
+    char bind[96], ops[32];
+    snprintf(bind, sizeof bind, "SX_REVIEW_BIND=%s", fx->review_ep);
+    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->review_ops);
+    const char *env[] = {bind, ops, "SX_REVIEW_POOL_AGENCY=" POOL, "SX_REVIEW_SWEEP_MS=500", NULL};
+    pid_t pid = tp_world_spawn(&fx->w, "sx-review", NULL, "review", "review", env);
+    s_wait_up(fx->review_ops);
+    return pid;
+}
+
+/* The registry through intake's door, as the legal office (it may put every agency's). */
+static void
+s_register(fx_t *fx)
+{
+    static const char *const puts[][2] = {
+        {"registry.agency.put",
+         "{\"agency\":\"" AGENCY
+         "\",\"version\":0,\"name\":\"某市市场监督管理局\",\"level\":\"city\","
+         "\"domain\":\"市场监管\",\"head_name\":\"张三\",\"head_title\":\"局长\"}"},
+        {"registry.agency.put",
+         "{\"agency\":\"" POOL "\",\"version\":0,\"name\":\"某市司法局\",\"level\":\"city\","
+         "\"domain\":\"司法行政\",\"head_name\":\"李四\",\"head_title\":\"局长\"}"},
+        {"registry.officer.put",
+         "{\"agency\":\"" AGENCY "\",\"version\":0,\"cert_no\":\"ZF001\",\"name\":\"王五\","
+         "\"valid_from\":\"2020-01-01\",\"valid_to\":\"2099-12-31\",\"area\":\"全市\"}"},
+        {"registry.officer.put",
+         "{\"agency\":\"" AGENCY "\",\"version\":0,\"cert_no\":\"ZF002\",\"name\":\"赵六\","
+         "\"valid_from\":\"2020-01-01\",\"valid_to\":\"2099-12-31\",\"area\":\"全市\","
+         "\"legal_qualified\":true,\"reviewer\":true}"},
+        {"registry.officer.put",
+         "{\"agency\":\"" AGENCY "\",\"version\":0,\"cert_no\":\"SH001\",\"name\":\"钱七\","
+         "\"valid_from\":\"2020-01-01\",\"valid_to\":\"2099-12-31\",\"area\":\"全市\","
+         "\"legal_qualified\":true,\"reviewer\":true}"},
+        {"registry.matter.put",
+         "{\"agency\":\"" AGENCY
+         "\",\"version\":0,\"code\":\"CF-0001\",\"name\":\"对无照经营的处罚\","
+         "\"type\":\"penalty\",\"legal_basis\":\"《无证无照经营查处办法》第十三条\","
+         "\"accepting_body\":\"执法大队\",\"approving_body\":\"局\",\"conditions\":\"-\","
+         "\"time_limit\":90,\"time_limit_unit\":\"day\",\"guide\":\"-\"}"},
+        {"registry.review_rule.put",
+         "{\"agency\":\"" AGENCY "\",\"version\":0,\"id\":\"R-AMOUNT\",\"description\":"
+         "\"较大数额罚款\",\"case_type\":\"penalty\",\"amount_threshold\":\"1\"}"},
+    };
+    for (size_t i = 0; i < sizeof puts / sizeof puts[0]; i++)
+        s_ok(fx, fx->legal_i, puts[i][0], puts[i][1]);
+    /* review has its copies once the rule (the last put) has arrived */
+    assert_true(s_wait_count(fx, "SELECT count(*) FROM review.rule", 1, 10000));
+}
+
+static int
+s_setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    s_fx = fx;
+    fx->url = ts_fresh_db("review");
+    fx->pg = PQconnectdb(fx->url);
+    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
+    static const char *const ids[][2] = {{"intake", "svc:intake"},
+                                         {"review", "svc:review"},
+                                         {"dept", "dept:" AGENCY ":system"},
+                                         {"rev", "dept:" AGENCY ":reviewer"},
+                                         {"legal", "dept:" POOL ":legal_office"},
+                                         {NULL, NULL}};
+    tp_world_init(&fx->w, fx->url, ids);
+    char sec[41];
+    tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
+    tp_world_pair(&fx->w, "review", fx->review_pub, sec);
+    snprintf(fx->intake_ep, sizeof fx->intake_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    snprintf(fx->review_ep, sizeof fx->review_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    fx->intake_ops = tp_free_port();
+    fx->review_ops = tp_free_port();
+    fx->broker = tp_world_broker(&fx->w, "review-broker");
+    fx->ctx = zmq_ctx_new();
+
+    fx->review = s_start_review(fx);
+    char bind[96], ops[32];
+    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->intake_ep);
+    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->intake_ops);
+    const char *env[] = {bind, ops, NULL};
+    fx->intake = tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "review-intake", env);
+    s_wait_up(fx->intake_ops);
+
+    fx->dept = s_client(fx, "dept", fx->intake_ep, fx->intake_pub);
+    fx->legal_i = s_client(fx, "legal", fx->intake_ep, fx->intake_pub);
+    fx->rev = s_client(fx, "rev", fx->review_ep, fx->review_pub);
+    s_register(fx);
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    fx_t *fx = *state ? *state : s_fx;
+    if (!fx)
+        return 0;
+    tp_stop(fx->review, SIGTERM, 10000);
+    tp_stop(fx->intake, SIGTERM, 10000);
+    tp_stop(fx->broker, SIGTERM, 10000);
+    rpc_client_destroy(&fx->dept);
+    rpc_client_destroy(&fx->legal_i);
+    rpc_client_destroy(&fx->rev);
+    zmq_ctx_term(fx->ctx);
+    PQfinish(fx->pg);
+    free(fx->url);
+    free(fx);
+    s_fx = NULL;
+    return 0;
+}
+
+static char s_body[4096];
+
+static int64_t
+s_open(fx_t *fx, int no)
+{
+    char today[11];
+    date_format(date_from_unix_cst(time(NULL)), today);
+    snprintf(
+        s_body, sizeof s_body,
+        "{\"case_no\":\"京市监罚〔2026〕%d号\",\"matter_code\":\"CF-0001\",\"opened_on\":\"%s\","
+        "\"party\":{\"kind\":\"org\",\"name\":\"某某商贸有限公司\",\"id_type\":\"uscc\","
+        "\"id_no\":\"" POOL "\"},\"summary\":\"无照经营\",\"officers\":[\"ZF001\",\"ZF002\"]}",
+        no, today);
+    rpc_reply_t r = s_call(fx, fx->dept, "case.open", s_body);
+    if (!r.ok)
+        fail_msg("case.open refused: %s %s %s", r.code, r.field, r.en);
+    int64_t id = s_result_int(&r, "case_id");
+    rpc_reply_clear(&r);
+    return id;
+}
+
+static void
+s_propose(fx_t *fx, int64_t id, const char *fine)
+{
+    snprintf(s_body, sizeof s_body,
+             "{\"case_id\":%" PRId64 ",\"category\":\"罚款\",\"content\":\"罚款\",\"fine\":\"%s\","
+             "\"confiscation\":\"0\",\"legal_basis\":\"《无证无照经营查处办法》第十三条\"}",
+             id, fine);
+    s_ok(fx, fx->dept, "case.propose", s_body);
+}
+
+static rpc_reply_t
+s_decide(fx_t *fx, int64_t id, int n)
+{
+    char today[11];
+    date_format(date_from_unix_cst(time(NULL)), today);
+    snprintf(s_body, sizeof s_body,
+             "{\"case_id\":%" PRId64 ",\"decision_no\":\"京市监罚决〔2026〕%d号\","
+             "\"decision_date\":\"%s\"}",
+             id, n, today);
+    return s_call(fx, fx->dept, "case.decide", s_body);
+}
+
+/* Waits for review's task on (case, version); returns its id. */
+static int64_t
+s_task(fx_t *fx, int64_t case_id, int version)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT id FROM review.task WHERE case_id = %" PRId64 " AND version = %d", case_id,
+             version);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    return s_count(fx, sql);
+}
+
+#define P(k, v) "\"" k "\":{\"pass\":" v ",\"comment\":\"" k "\"}"
+
+static void
+test_gate_end_to_end(void **state)
+{
+    fx_t *fx = *state;
+    int64_t id = s_open(fx, 1);
+    s_propose(fx, id, "2");
+    rpc_reply_t r = s_decide(fx, id, 1);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "review_pending");
+    rpc_reply_clear(&r);
+
+    /* review's task, assigned to the one reviewer who did not handle the case */
+    int64_t t1 = s_task(fx, id, 1);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND reviewer = 'SH001'", t1);
+    assert_int_equal(s_count(fx, sql), 1);
+
+    /* returned: the version can never be decided */
+    snprintf(
+        s_body, sizeof s_body,
+        "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"problems\","
+        "\"summary\":\"罚款依据不足\",\"points\":{" P("subject", "true") "," P(
+            "facts",
+            "true") "," P("basis",
+                          "false") "," P("discretion",
+                                         "true") "," P("procedure",
+                                                       "true") "," P("documents",
+                                                                     "true") "," P("referral",
+                                                                                   "true") "}}",
+        t1);
+    s_ok(fx, fx->rev, "review.opinion", s_body);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND proposal_version = 1 AND verdict = 'returned'",
+             id);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    r = s_decide(fx, id, 1);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "review_required");
+    rpc_reply_clear(&r);
+
+    /* proposed again, reviewed again, approved: decided */
+    s_propose(fx, id, "1.5");
+    int64_t t2 = s_task(fx, id, 2);
+    snprintf(
+        s_body, sizeof s_body,
+        "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"approve\","
+        "\"points\":{" P("subject", "true") "," P("facts", "true") "," P("basis", "true") "," P(
+            "discretion", "true") "," P("procedure", "true") "," P("documents",
+                                                                   "true") "," P("referral",
+                                                                                 "true") "}}",
+        t2);
+    s_ok(fx, fx->rev, "review.opinion", s_body);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND proposal_version = 2 AND verdict = 'approved'",
+             id);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    r = s_decide(fx, id, 1);
+    if (!r.ok)
+        fail_msg("case.decide refused after approval: %s %s", r.code, r.en);
+    rpc_reply_clear(&r);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected"), 0);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.bus_rejected"), 0);
+
+    /* /metrics: the sweep's gauges (every 500 ms here) */
+    char buf[16384];
+    int64_t end = tp_now_ms() + 5000;
+    do {
+        tp_sleep_ms(200);
+        tp_http_get(fx->review_ops, "/metrics", buf, sizeof buf);
+    } while (!strstr(buf, "sx_review_tasks_open 0") && tp_now_ms() < end);
+    assert_non_null(strstr(buf, "sx_review_tasks_open 0"));
+    assert_non_null(strstr(buf, "sx_review_agencies_understaffed 0"));
+}
+
+static void
+test_not_required_let_through(void **state)
+{
+    fx_t *fx = *state;
+    int64_t id = s_open(fx, 2);
+    s_propose(fx, id, "0.5");
+    assert_true(
+        s_wait_count(fx, "SELECT count(*) FROM review.judgement WHERE NOT required", 1, 10000));
+    assert_int_equal(s_count(fx,
+                             "SELECT count(*) FROM review.outbox WHERE topic = "
+                             "'review.not_required." AGENCY "' AND position(convert_to('R-AMOUNT:"
+                             " amount 0.5 below threshold 1', 'UTF8') in data) > 0"),
+                     1);
+    rpc_reply_t r = s_decide(fx, id, 2);
+    assert_true(r.ok);
+    rpc_reply_clear(&r);
+}
+
+static void
+test_kill_mid_stream_loses_nothing(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 40 };
+    int64_t ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = s_open(fx, 100 + i);
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2)
+            tp_stop(fx->review, SIGKILL, 5000);
+        s_propose(fx, ids[i], "3");
+    }
+    fx->review = s_start_review(fx);
+    assert_true(s_wait_count(fx, "SELECT count(*) FROM review.task", N, 20000));
+    tp_sleep_ms(500);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.task"), N);
+    assert_int_equal(s_count(fx, "SELECT count(DISTINCT case_id) FROM review.task"), N);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.judgement"), N);
+}
+
+static void
+test_bad_settings_exit_78(void **state)
+{
+    (void)state;
+    char bin[600], out[4096], err[4096];
+    snprintf(bin, sizeof bin, "%s/sx-review", ts_env("SX_BIN"));
+    const char *argv[] = {"env", "-i", "SX_REVIEW_BIND=udp://x", "SX_REVIEW_POOL_AGENCY=nope",
+                          bin,   NULL};
+    assert_int_equal(ts_run(argv, NULL, out, sizeof out, err, sizeof err), 78);
+    const char *want[] = {"SX_PG_URL", "SX_KEY_FILE", "SX_REVIEW_BIND", "SX_REVIEW_POOL_AGENCY",
+                          "SX_BROKER_PUBLIC_KEY"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("%s not named in: %s", want[i], err);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_settings_exit_78),
+        cmocka_unit_test_setup_teardown(test_gate_end_to_end, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_not_required_let_through, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_mid_stream_loses_nothing, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name("review", tests, NULL, NULL);
+}
