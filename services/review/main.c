@@ -4,7 +4,7 @@
  *
  * Settings (environment):
  *   SX_PG_URL              PostgreSQL (libpq URL), required
- *   SX_REVIEW_BIND         the reviewers' door (ROUTER, CURVE), default tcp://127.0.0.1:7721
+ *   SX_REVIEW_BIND         the reviewers' door (ROUTER, CURVE), default tcp://127.0.0.1:7731
  *   SX_KEY_FILE            review's key pair (sxctl keygen; mode 0600), required
  *   SX_KEYS_FILE           public key -> identity, for ZAP; reloaded on SIGHUP, required
  *   SX_BROKER_PUB          the broker's publisher endpoint (review.* go there)
@@ -13,7 +13,7 @@
  *   SX_REVIEW_POOL_AGENCY  the legal office's agency code: its reviewers are the city pool
  *                          (法律顾问 / 公职律师) and it answers escalations; optional
  *   SX_REVIEW_SWEEP_MS     how often review deadlines are checked, default 60000
- *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9103
+ *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9104
  *   SX_CALENDAR            the working-day calendar file (default: see workday.h)
  *   SX_SCHEMAS             the schemas directory (sql/review, sql/bus, sql/rpc), default
  *                          ./schemas
@@ -65,7 +65,7 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
-    c->bind = config_str(cfg, "SX_REVIEW_BIND", "tcp://127.0.0.1:7721");
+    c->bind = config_str(cfg, "SX_REVIEW_BIND", "tcp://127.0.0.1:7731");
     c->key_file = config_str(cfg, "SX_KEY_FILE", NULL);
     c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
     c->broker_pub = config_str(cfg, "SX_BROKER_PUB", NULL);
@@ -74,7 +74,7 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
     c->pool = config_str(cfg, "SX_REVIEW_POOL_AGENCY", NULL);
     c->sweep_ms = (long)config_int(cfg, "SX_REVIEW_SWEEP_MS", 60000, 100, 3600000);
     c->ops_bind = config_str(cfg, "SX_OPS_BIND", "127.0.0.1");
-    c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9103, 0, 65535);
+    c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9104, 0, 65535);
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
