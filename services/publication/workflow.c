@@ -1,0 +1,450 @@
+/* workflow: draft -> published / rejected (专人审查), and the publication deadlines. */
+#include "workflow.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "events.h"
+#include "log.h"
+
+int
+workflow_due(const workday_t *cal, const char *type, date_t decided, date_t *due, date_t *warn,
+             bool *uncovered)
+{
+    /* 嘉政办发〔2019〕56号 item 5: 行政许可、行政处罚 decisions are published within 7
+     * working days of the decision (双公示), other decisions within 20 working days. */
+    int n = strcmp(type, "licence") == 0 || strcmp(type, "penalty") == 0 ? WORKFLOW_SGS_DAYS
+                                                                         : WORKFLOW_OTHER_DAYS;
+    date_t d, w;
+    bool u1 = false, u2 = false;
+    if (workday_add(cal, decided, n, &d, &u1) < 0 ||
+        workday_add(cal, d, -WORKFLOW_WARN_DAYS, &w, &u2) < 0)
+        return -1;
+    if (w < decided)
+        w = decided;
+    *due = d;
+    *warn = w;
+    if (uncovered)
+        *uncovered = u1 || u2;
+    return 0;
+}
+
+int64_t
+workflow_day_ms(date_t day)
+{
+    /* date_t counts days from 1970-01-01; CST is UTC+8. */
+    return ((int64_t)day * 86400 - 8 * 3600) * 1000;
+}
+
+int
+workflow_prepare(db_t *db)
+{
+    int rc = 0;
+    rc |= db_prepare(db, "pub_approve",
+                     "UPDATE publication.record SET state = 'published', published_at = now(), "
+                     "decided_by = $3, version = version + 1 "
+                     "WHERE id = $1 AND agency = $2 AND state = 'draft' "
+                     "RETURNING case_id, case_no, type, decision_no, body::text, "
+                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > due_on",
+                     3);
+    rc |= db_prepare(db, "pub_reject",
+                     "UPDATE publication.record SET state = 'rejected', rejected_reason = $3, "
+                     "decided_by = $4, version = version + 1 "
+                     "WHERE id = $1 AND agency = $2 AND state = 'draft' "
+                     "RETURNING case_id, case_no, type",
+                     4);
+    rc |= db_prepare(db, "pub_state",
+                     "SELECT agency, state, coalesce(repair_from::text, '') FROM "
+                     "publication.record WHERE id = $1",
+                     1);
+    rc |= db_prepare(db, "pub_repair",
+                     "UPDATE publication.record SET state = 'repaired', repair_reason = $3, "
+                     "decided_by = $4, version = version + 1 "
+                     "WHERE id = $1 AND agency = $2 AND state = 'published' "
+                     "AND repair_from <= (now() AT TIME ZONE 'Asia/Shanghai')::date "
+                     "RETURNING case_id, case_no, type",
+                     4);
+    /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
+    rc |= db_prepare(db, "pub_unarmed",
+                     "SELECT id, state, warn_on, due_on, expires_on FROM publication.record "
+                     "WHERE (state = 'draft' AND NOT armed) OR (state = 'published' AND "
+                     "expires_on IS NOT NULL AND NOT expiry_armed) ORDER BY id LIMIT 500",
+                     0);
+    rc |= db_prepare(db, "pub_mark_armed",
+                     "UPDATE publication.record SET armed = armed OR state = 'draft', "
+                     "expiry_armed = expiry_armed OR state = 'published' "
+                     "WHERE id = ANY($1::bigint[])",
+                     1);
+    rc |= db_prepare(db, "pub_drafts",
+                     "SELECT id, state, warn_on, due_on, expires_on, warned FROM "
+                     "publication.record WHERE (state = 'draft' AND NOT overdue) OR "
+                     "(state = 'published' AND expires_on IS NOT NULL)",
+                     0);
+    rc |= db_prepare(db, "pub_expire",
+                     "UPDATE publication.record SET state = 'expired', expired_at = now(), "
+                     "version = version + 1 WHERE id = $1 AND state = 'published' "
+                     "AND expires_on < (now() AT TIME ZONE 'Asia/Shanghai')::date "
+                     "RETURNING agency, case_id, case_no, type, expires_on::text",
+                     1);
+    rc |= db_prepare(db, "pub_warn",
+                     "UPDATE publication.record SET warned = true WHERE id = $1 "
+                     "AND state = 'draft' AND NOT warned "
+                     "RETURNING agency, case_id, case_no, type, due_on::text",
+                     1);
+    rc |= db_prepare(db, "pub_overdue",
+                     "UPDATE publication.record SET overdue = true, warned = true WHERE id = $1 "
+                     "AND state = 'draft' AND NOT overdue "
+                     "RETURNING agency, case_id, case_no, type, due_on::text",
+                     1);
+    return rc ? -1 : 0;
+}
+
+/* Reads body.record_id. Returns 0, or -1 (err filled). */
+static int
+s_record_id(evmsg_map_t *b, char id[24])
+{
+    uint64_t rid = 0;
+    if (evmsg_map_uint(b, "record_id", 0, INT64_MAX, &rid) != 1)
+        return -1;
+    snprintf(id, 24, "%" PRIu64, rid);
+    return 0;
+}
+
+/* Why an update touched no row: WORKFLOW_NOT_FOUND (none, or another agency's: answered
+ * as unknown, so drafts stay unseen) or WORKFLOW_WRONG_STATE (state written), or -1. */
+static int
+s_why_not(db_t *db, const char *id, const char *agency, bool want_repair, char state[16])
+{
+    PGresult *r = db_exec_prepared(db, "pub_state", 1, (const char *[]){id}, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    int rc = WORKFLOW_NOT_FOUND;
+    if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), agency) == 0) {
+        snprintf(state, 16, "%s", PQgetvalue(r, 0, 1));
+        rc = WORKFLOW_WRONG_STATE;
+        if (want_repair && strcmp(state, "published") == 0 && PQgetvalue(r, 0, 2)[0]) {
+            snprintf(state, 16, "%s", PQgetvalue(r, 0, 2));
+            rc = WORKFLOW_TOO_EARLY;
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+int
+workflow_publish(db_t *db, const char *id, const char *agency, const char *identity, char state[16])
+{
+    const char *v[] = {id, agency, identity};
+    PGresult *r = db_exec_prepared(db, "pub_approve", 3, v, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return s_why_not(db, id, agency, false, state);
+    }
+    /* The published event carries the public record (双公示 fields included), so
+     * creditpush needs nothing else. */
+    json_t *body = json_loads(PQgetvalue(r, 0, 4), 0, NULL);
+    json_t *e = json_pack(
+        "{s:I,s:I,s:s,s:s,s:s,s:b,s:o}", "record_id", (json_int_t)strtoll(id, NULL, 10), "case_id",
+        (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10), "case_no", PQgetvalue(r, 0, 1), "type",
+        PQgetvalue(r, 0, 2), "decision_no", PQgetvalue(r, 0, 3), "late",
+        PQgetvalue(r, 0, 5)[0] == 't', "record", body ? body : json_null());
+    PQclear(r);
+    int rc = e ? events_emit(db, "published", agency, e) : -1;
+    json_decref(e);
+    snprintf(state, 16, "published");
+    return rc;
+}
+
+int
+workflow_reject(db_t *db, const char *id, const char *agency, const char *identity,
+                const char *reason, char state[16])
+{
+    const char *v[] = {id, agency, reason, identity};
+    PGresult *r = db_exec_prepared(db, "pub_reject", 4, v, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return s_why_not(db, id, agency, false, state);
+    }
+    json_t *e = json_pack("{s:I,s:I,s:s,s:s,s:s}", "record_id", (json_int_t)strtoll(id, NULL, 10),
+                          "case_id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10), "case_no",
+                          PQgetvalue(r, 0, 1), "type", PQgetvalue(r, 0, 2), "reason", reason);
+    PQclear(r);
+    int rc = e ? events_emit(db, "rejected", agency, e) : -1;
+    json_decref(e);
+    snprintf(state, 16, "rejected");
+    return rc;
+}
+
+int
+workflow_repair(db_t *db, const char *id, const char *agency, const char *identity,
+                const char *reason, char state[16])
+{
+    const char *v[] = {id, agency, reason, identity};
+    PGresult *r = db_exec_prepared(db, "pub_repair", 4, v, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return s_why_not(db, id, agency, true, state);
+    }
+    json_t *e = json_pack("{s:I,s:I,s:s,s:s,s:s}", "record_id", (json_int_t)strtoll(id, NULL, 10),
+                          "case_id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10), "case_no",
+                          PQgetvalue(r, 0, 1), "type", PQgetvalue(r, 0, 2), "reason", reason);
+    PQclear(r);
+    int rc = e ? events_emit(db, "repaired", agency, e) : -1;
+    json_decref(e);
+    snprintf(state, 16, "repaired");
+    return rc;
+}
+
+static int
+s_reply(rpc_req_t *req, const char *id, const char *state)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "record_id", 9);
+    msgpack_pack_uint64(&pk, strtoull(id, NULL, 10));
+    msgpack_pack_str_with_body(&pk, "state", 5);
+    msgpack_pack_str_with_body(&pk, state, strlen(state));
+    int rc = rpc_ok(req, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Sets the request's outcome from a workflow_publish / workflow_reject result. */
+static int
+s_outcome(rpc_req_t *req, int rc, const char *id, const char *state)
+{
+    if (rc < 0)
+        return -1;
+    if (rc == WORKFLOW_NOT_FOUND) {
+        rpc_fail(req, "not_found", "body.record_id", "公示记录不存在", "no such record");
+        return 0;
+    }
+    if (rc == WORKFLOW_WRONG_STATE) {
+        char zh[128], en[128];
+        snprintf(zh, sizeof zh, "公示记录当前状态为%s，须为待审查(draft)", state);
+        snprintf(en, sizeof en, "the record is %s, not draft", state);
+        rpc_fail(req, "wrong_state", "body.record_id", zh, en);
+        return 0;
+    }
+    if (rc == WORKFLOW_TOO_EARLY) {
+        char zh[160], en[160];
+        snprintf(zh, sizeof zh, "未满最短公示期限，%s起方可申请信用修复", state);
+        snprintf(en, sizeof en, "the minimum publication period runs until %s", state);
+        rpc_fail(req, "repair_too_early", "body.record_id", zh, en);
+        return 0;
+    }
+    return s_reply(req, id, state);
+}
+
+static int
+s_approve(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)arg;
+    static const char *const only[] = {"record_id", NULL};
+    for (size_t i = 0; i < n; i++) {
+        rpc_req_t *req = reqs[i];
+        evmsg_err_t err = {0};
+        evmsg_map_t b = rpc_req_body(reqs[i], &err);
+        char id[24], state[16] = "";
+        if (s_record_id(&b, id) < 0 || evmsg_map_only(&b, only) < 0) {
+            rpc_fail_evmsg(req, &err);
+            continue;
+        }
+        int rc = workflow_publish(db, id, rpc_req_agency(req), rpc_req_identity(req), state);
+        if (s_outcome(req, rc, id, state) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+typedef int(s_reason_fn)(db_t *db, const char *id, const char *agency, const char *identity,
+                         const char *reason, char state[16]);
+
+/* reject and repair: {record_id, reason}. */
+static int
+s_reason_op(db_t *db, rpc_req_t *const *reqs, size_t n, s_reason_fn *fn)
+{
+    static const char *const only[] = {"record_id", "reason", NULL};
+    for (size_t i = 0; i < n; i++) {
+        rpc_req_t *req = reqs[i];
+        evmsg_err_t err = {0};
+        evmsg_map_t b = rpc_req_body(req, &err);
+        char id[24], reason[2001], state[16] = "";
+        if (s_record_id(&b, id) < 0 ||
+            evmsg_map_str(&b, "reason", EVMSG_NONEMPTY, 2000, reason) != 1 ||
+            evmsg_map_only(&b, only) < 0) {
+            rpc_fail_evmsg(req, &err);
+            continue;
+        }
+        int rc = fn(db, id, rpc_req_agency(req), rpc_req_identity(req), reason, state);
+        if (s_outcome(req, rc, id, state) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+s_reject(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)arg;
+    return s_reason_op(db, reqs, n, workflow_reject);
+}
+
+static int
+s_repair(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)arg;
+    return s_reason_op(db, reqs, n, workflow_repair);
+}
+
+int
+workflow_register(rpc_server_t *rpc, publication_t *app)
+{
+    /* The agency's designated publisher (专人审查): identity dept:<code>:publisher. */
+    if (rpc_register(rpc, &(rpc_op_t){"publication.approve", RPC_WRITE, "dept:*:publisher",
+                                      s_approve, app}) < 0 ||
+        rpc_register(rpc, &(rpc_op_t){"publication.reject", RPC_WRITE, "dept:*:publisher", s_reject,
+                                      app}) < 0 ||
+        rpc_register(rpc, &(rpc_op_t){"publication.repair", RPC_WRITE, "dept:*:publisher", s_repair,
+                                      app}) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- Timers -------------------------------------------------------------------------- */
+
+static date_t
+s_date(const char *s)
+{
+    date_t d = 0;
+    date_parse(s, strlen(s), &d, NULL);
+    return d;
+}
+
+int
+workflow_arm_new(db_t *db, timers_t *timers)
+{
+    PGresult *r = db_exec_prepared(db, "pub_unarmed", 0, NULL, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    int n = PQntuples(r), armed = 0;
+    size_t cap = (size_t)n * 24 + 3;
+    char *ids = malloc(cap), *p = ids;
+    if (!ids) {
+        PQclear(r);
+        return -1;
+    }
+    *p++ = '{';
+    for (int i = 0; i < n; i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        bool draft = strcmp(PQgetvalue(r, i, 1), "draft") == 0;
+        if (draft && (timer_arm(timers, WORKFLOW_TIMER_WARN, id,
+                                workflow_day_ms(s_date(PQgetvalue(r, i, 2)))) < 0 ||
+                      timer_arm(timers, WORKFLOW_TIMER_DUE, id,
+                                workflow_day_ms(s_date(PQgetvalue(r, i, 3)) + 1)) < 0))
+            break;
+        if (!draft && !PQgetisnull(r, i, 4) &&
+            timer_arm(timers, WORKFLOW_TIMER_EXPIRE, id,
+                      workflow_day_ms(s_date(PQgetvalue(r, i, 4)) + 1)) < 0)
+            break;
+        p += snprintf(p, cap - (size_t)(p - ids), "%s%s", armed ? "," : "", id);
+        armed++;
+    }
+    *p++ = '}';
+    *p = '\0';
+    PQclear(r);
+    if (armed > 0) {
+        r = db_exec_prepared(db, "pub_mark_armed", 1, (const char *[]){ids}, NULL, NULL, 0);
+        if (!r)
+            armed = -1;
+        PQclear(r);
+    }
+    free(ids);
+    return armed;
+}
+
+static int
+s_source(void *arg, timer_batch_t *batch)
+{
+    db_t *db = arg;
+    PGresult *r = db_exec_prepared(db, "pub_drafts", 0, NULL, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        bool draft = strcmp(PQgetvalue(r, i, 1), "draft") == 0;
+        if (draft && PQgetvalue(r, i, 5)[0] != 't')
+            rc = timer_batch_add(batch, WORKFLOW_TIMER_WARN, id,
+                                 workflow_day_ms(s_date(PQgetvalue(r, i, 2))));
+        if (draft && rc == 0)
+            rc = timer_batch_add(batch, WORKFLOW_TIMER_DUE, id,
+                                 workflow_day_ms(s_date(PQgetvalue(r, i, 3)) + 1));
+        if (rc == 0 && !draft && !PQgetisnull(r, i, 4))
+            rc = timer_batch_add(batch, WORKFLOW_TIMER_EXPIRE, id,
+                                 workflow_day_ms(s_date(PQgetvalue(r, i, 4)) + 1));
+    }
+    PQclear(r);
+    return rc;
+}
+
+long
+workflow_rearm(db_t *db, timers_t *timers)
+{
+    return timer_rearm(timers, s_source, db);
+}
+
+typedef struct {
+    const char *kind, *key;
+} s_fire_t;
+
+static int
+s_fire_tx(db_t *db, void *arg)
+{
+    s_fire_t *f = arg;
+    bool due = strcmp(f->kind, WORKFLOW_TIMER_DUE) == 0;
+    bool expire = strcmp(f->kind, WORKFLOW_TIMER_EXPIRE) == 0;
+    const char *stmt = expire ? "pub_expire" : due ? "pub_overdue" : "pub_warn";
+    const char *event = expire ? "expired" : due ? "overdue" : "warning";
+    PGresult *r = db_exec_prepared(db, stmt, 1, (const char *[]){f->key}, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 1) {
+        json_t *e = json_pack(
+            "{s:I,s:I,s:s,s:s,s:s}", "record_id", (json_int_t)strtoll(f->key, NULL, 10), "case_id",
+            (json_int_t)strtoll(PQgetvalue(r, 0, 1), NULL, 10), "case_no", PQgetvalue(r, 0, 2),
+            "type", PQgetvalue(r, 0, 3), expire ? "expires_on" : "due_on", PQgetvalue(r, 0, 4));
+        rc = e ? events_emit(db, event, PQgetvalue(r, 0, 0), e) : -1;
+        json_decref(e);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int
+workflow_fire(db_t *db, const char *kind, const char *key)
+{
+    if (strcmp(kind, WORKFLOW_TIMER_DUE) != 0 && strcmp(kind, WORKFLOW_TIMER_WARN) != 0 &&
+        strcmp(kind, WORKFLOW_TIMER_EXPIRE) != 0)
+        return 0;
+    char *end = NULL;
+    long long id = strtoll(key, &end, 10);
+    if (id <= 0 || *end)
+        return 0;
+    s_fire_t f = {kind, key};
+    return db_tx(db, s_fire_tx, &f, 3) == 0 ? 0 : -1;
+}

@@ -1,0 +1,80 @@
+/* workflow: a public record's way from draft to published (专人审查: the agency's
+ * designated publisher approves or rejects it) and its deadlines.
+ *
+ * Deadlines (嘉政办发〔2019〕56号 item 5): licence and penalty decisions (双公示) are
+ * published within 7 working days of the decision, the others within 20; a warning is due
+ * 2 working days before; `publication.overdue` at the deadline, counted against the
+ * agency. Postgres holds them (publication.record due_on / warn_on); Redis the timers. */
+#ifndef SX_PUB_WORKFLOW_H
+#define SX_PUB_WORKFLOW_H
+
+#include <stdbool.h>
+
+#include "db.h"
+#include "date.h"
+#include "publication.h"
+#include "rpc.h"
+#include "timer.h"
+
+#define WORKFLOW_SGS_DAYS   7  /* licence, penalty */
+#define WORKFLOW_OTHER_DAYS 20 /* every other decision */
+#define WORKFLOW_WARN_DAYS  2  /* the warning, working days before the deadline */
+
+/* The deadline of a record of type decided on decided, and its warning day, on cal.
+ * uncovered (may be NULL) says the count ran beyond the calendar's years. Returns 0, or
+ * -1 when the walk failed (outputs unchanged). */
+int workflow_due(const workday_t *cal, const char *type, date_t decided, date_t *due, date_t *warn,
+                 bool *uncovered);
+
+/* Registers publication.approve, publication.reject and publication.repair (RPC_WRITE, allowed to
+ * dept:*:publisher; a publisher acts only on its own agency's records). Returns 0 or -1. */
+int workflow_register(rpc_server_t *rpc, publication_t *app);
+
+/* The publisher's verdicts on draft id of agency, by identity, in the caller's
+ * transaction (the rpc ops call them; so do tests). Returns 0 (state "published" /
+ * "rejected", the event publication.published / .rejected emitted), WORKFLOW_NOT_FOUND
+ * (no such record, or another agency's), WORKFLOW_WRONG_STATE (state gets the record's),
+ * or -1 on a database failure. */
+#define WORKFLOW_NOT_FOUND   1
+#define WORKFLOW_WRONG_STATE 2
+int workflow_publish(db_t *db, const char *id, const char *agency, const char *identity,
+                     char state[16]);
+int workflow_reject(db_t *db, const char *id, const char *agency, const char *identity,
+                    const char *reason, char state[16]);
+
+/* Credit repair (信用修复, 信用修复管理办法): takes a published penalty of agency down once
+ * its minimum period has passed (repair_from <= today, CST), with the reason; event
+ * publication.repaired. Returns as workflow_publish, or WORKFLOW_TOO_EARLY (state gets
+ * the first day repair is possible, YYYY-MM-DD). */
+#define WORKFLOW_TOO_EARLY 3
+int workflow_repair(db_t *db, const char *id, const char *agency, const char *identity,
+                    const char *reason, char state[16]);
+
+/* The timer kinds. */
+#define WORKFLOW_TIMER_WARN   "pub_warn"
+#define WORKFLOW_TIMER_DUE    "pub_due"
+#define WORKFLOW_TIMER_EXPIRE "pub_expire" /* a published penalty's expires_on has passed */
+
+/* When a timer for day fires: 00:00 China Standard Time of day, in unix ms. */
+int64_t workflow_day_ms(date_t day);
+
+/* Arms the timers of every draft not yet armed, and the expiry of every published
+ * penalty not yet armed (at most 500 records a call), and marks them.
+ * Returns how many were armed, or -1 (logged). */
+int workflow_arm_new(db_t *db, timers_t *timers);
+
+/* Arms the timers of every draft (timer_rearm: at start and whenever Redis lost them).
+ * Returns the number armed, or -1. */
+long workflow_rearm(db_t *db, timers_t *timers);
+
+/* Handles a fired timer in its own transaction: a draft not yet warned gets
+ * publication.warning, one not yet overdue publication.overdue; a published record past
+ * its expires_on becomes expired (publication.expired: taken down, 信用修复管理办法);
+ * anything else (already done, withdrawn, ...) nothing. Returns 0, or -1 (the timer fires again).
+ */
+int workflow_fire(db_t *db, const char *kind, const char *key);
+
+/* Prepares the statements the functions above use on db. Returns 0 or -1. */
+int workflow_prepare(db_t *db);
+
+#endif
