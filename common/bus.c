@@ -18,6 +18,7 @@
 
 #define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
 #define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
+#define BUS_RELAY_ASYNC_MAX  256        /* rows per asynchronous sequencing statement */
 #define BUS_RETRY_MS         500        /* a subscriber's pause after a failure */
 #define BUS_STMT_MAX         DB_STMT_NAME_MAX
 
@@ -201,8 +202,18 @@ struct bus_relay {
     int64_t next_hb_ms;   /* leader: next heartbeat */
     int64_t next_scan_ms; /* leader: next look at the outbox without a notify */
     char *buf;            /* envelope scratch, EVMSG_MAX_BYTES */
+    /* The sequencing statement runs asynchronously once prepared on the connection, so
+     * that its commit (and fsync) overlaps with the caller's own work, e.g. the next
+     * rpc turn of the same loop: sent by one step, its result read by a later one. */
+    uint64_t seq_conn;    /* connection the statement is known prepared on (0: none) */
+    bool inflight;        /* a sequencing statement was sent, its result not yet read */
+    bool again;           /* sequence once more as soon as the one in flight is done */
+    bool behind;          /* the last batch was full (BUS_RELAY_ASYNC_MAX): a backlog */
+    int64_t inflight_at;  /* its $2 (the events' at) */
     bus_relay_stats_t stats;
 };
+
+static void s_relay_drain(bus_relay_t *self);
 
 bus_relay_t *
 bus_relay_new(db_t *db, const char *stream, void *pub)
@@ -234,6 +245,8 @@ bus_relay_destroy(bus_relay_t **self_p)
     assert(self_p);
     if (*self_p) {
         bus_relay_t *self = *self_p;
+        if (self->inflight)
+            s_relay_drain(self);
         if (self->stats.leader && db_connected(self->db) &&
             db_connection_id(self->db) == self->lock_conn) {
             char key[16];
@@ -264,6 +277,11 @@ bus_relay_stats(const bus_relay_t *self)
 static void
 s_relay_lose(bus_relay_t *self, const char *why)
 {
+    if (self->inflight) {
+        if (db_connected(self->db) && db_connection_id(self->db) == self->lock_conn)
+            s_relay_drain(self);
+        self->inflight = false;
+    }
     if (self->stats.leader)
         log_warn("relay is no longer leader", "stream=%s reason=%s", self->stream, why);
     self->stats.leader = false;
@@ -351,13 +369,9 @@ s_order_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Gives up to BUS_BATCH_MAX committed, unsequenced rows their seq and aseq in one
- * statement (its own transaction), then publishes them in seq order. Returns the
- * number of rows, or -1 on a database failure. */
-static int
-s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
-{
-    static const char tmpl[] =
+/* The sequencing statement: gives up to $1 committed, unsequenced rows their seq and
+ * aseq (its own transaction) and returns them. */
+static const char s_seq_tmpl[] =
         "WITH pending AS ("
         "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
         "), numbered AS ("
@@ -380,20 +394,16 @@ s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
         "WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
         "  AND per_agency.agency = numbered.agency "
         "RETURNING o.seq, o.aseq, o.topic, o.v, o.data";
-    if (!self->st_seq[0] &&
-        s_prepare(self->db, self->st_seq, "bus_sequence", self->stream, tmpl, 2) < 0)
-        return -1;
-    char limit[16], at[24];
-    snprintf(limit, sizeof limit, "%d", BUS_BATCH_MAX);
-    snprintf(at, sizeof at, "%" PRId64, unix_ms);
-    const char *vals[2] = {limit, at};
-    /* Autocommit: the statement is its own transaction, committed when it returns. */
-    PGresult *r = db_exec_prepared(self->db, self->st_seq, 2, vals, NULL, NULL, 1);
-    if (!r)
-        return -1;
+
+/* Publishes the rows of a sequencing result in seq order; returns their number. */
+static int
+s_relay_publish(bus_relay_t *self, PGresult *r, int64_t unix_ms)
+{
     int n = PQntuples(r);
     s_order_t order[BUS_BATCH_MAX];
-    for (int i = 0; i < n && i < BUS_BATCH_MAX; i++) {
+    if (n > BUS_BATCH_MAX)
+        n = BUS_BATCH_MAX;
+    for (int i = 0; i < n; i++) {
         order[i].seq = s_be64(PQgetvalue(r, i, 0));
         order[i].aseq = s_be64(PQgetvalue(r, i, 1));
         order[i].row = i;
@@ -424,8 +434,105 @@ s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
         self->stats.sequenced += (uint64_t)n;
         self->stats.last_seq = order[n - 1].seq;
     }
+    return n;
+}
+
+/* Gives up to BUS_BATCH_MAX committed, unsequenced rows their seq and aseq in one
+ * statement (its own transaction), then publishes them in seq order. Synchronous: used
+ * until the statement is prepared on the connection. Returns the number of rows, or -1
+ * on a database failure. */
+static int
+s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
+{
+    if (!self->st_seq[0] &&
+        s_prepare(self->db, self->st_seq, "bus_sequence", self->stream, s_seq_tmpl, 2) < 0)
+        return -1;
+    char limit[16], at[24];
+    snprintf(limit, sizeof limit, "%d", BUS_BATCH_MAX);
+    snprintf(at, sizeof at, "%" PRId64, unix_ms);
+    const char *vals[2] = {limit, at};
+    /* Autocommit: the statement is its own transaction, committed when it returns. */
+    PGresult *r = db_exec_prepared(self->db, self->st_seq, 2, vals, NULL, NULL, 1);
+    if (!r)
+        return -1;
+    self->seq_conn = db_connection_id(self->db);
+    int n = s_relay_publish(self, r, unix_ms);
     PQclear(r);
     return n;
+}
+
+/* Sends the sequencing statement without waiting for it; 0 when sent, -1 when not. */
+static int
+s_relay_send_seq(bus_relay_t *self, int64_t unix_ms)
+{
+    PGconn *c = db_conn(self->db);
+    if (!c || PQtransactionStatus(c) != PQTRANS_IDLE)
+        return -1;
+    char limit[16], at[24];
+    snprintf(limit, sizeof limit, "%d", BUS_RELAY_ASYNC_MAX);
+    snprintf(at, sizeof at, "%" PRId64, unix_ms);
+    const char *vals[2] = {limit, at};
+    if (!PQsendQueryPrepared(c, self->st_seq, 2, vals, NULL, NULL, 1)) {
+        log_warn("relay: sequencing statement not sent", "stream=%s reason=%s", self->stream,
+                 PQerrorMessage(c));
+        return -1;
+    }
+    self->inflight = true;
+    self->inflight_at = unix_ms;
+    return 0;
+}
+
+/* Reads the result of the statement in flight, and publishes its rows, once it is
+ * complete (wait: block until it is). Returns the number of rows, -2 while it is not
+ * complete, or -1 on failure (the statement did not commit, or its fate is unknown:
+ * either way the rows it would have numbered are numbered again, or not, by the next
+ * leader, from Postgres). */
+static int
+s_relay_collect(bus_relay_t *self, bool wait)
+{
+    PGconn *c = db_conn(self->db);
+    if (!c) {
+        self->inflight = false;
+        return -1;
+    }
+    if (!wait) {
+        if (!PQconsumeInput(c)) {
+            self->inflight = false;
+            return -1;
+        }
+        if (PQisBusy(c))
+            return -2;
+    }
+    PGresult *res = NULL, *r;
+    int n = 0;
+    bool failed = false;
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && !res && !failed) {
+            res = r;
+            continue;
+        }
+        if (PQresultStatus(r) != PGRES_TUPLES_OK && !failed) {
+            failed = true;
+            log_warn("relay: sequencing statement failed", "stream=%s reason=%s", self->stream,
+                     PQresultErrorMessage(r));
+        }
+        PQclear(r);
+    }
+    self->inflight = false;
+    if (failed || !res || PQstatus(c) != CONNECTION_OK) {
+        PQclear(res);
+        return -1;
+    }
+    n = s_relay_publish(self, res, self->inflight_at);
+    PQclear(res);
+    return n;
+}
+
+/* Waits for the statement in flight and publishes its rows (bus_relay_destroy). */
+static void
+s_relay_drain(bus_relay_t *self)
+{
+    (void)s_relay_collect(self, true);
 }
 
 /* Reads pending notifications; returns how many, or -1 when the connection is gone. */
@@ -464,12 +571,40 @@ bus_relay_step(bus_relay_t *self, int64_t now_ms)
             return BUS_LEADER_RETRY_MS;
     }
 
-    int woken = s_relay_notifies(self);
+    bool busy = false;
+    if (self->inflight) {
+        /* Behind (the last batch was full), the caller waits for the statement: the loop
+         * that feeds the outbox must not outrun the stream for long, or events reach the
+         * subscribers ever later. Keeping up, it does not wait. */
+        int n = s_relay_collect(self, self->behind);
+        busy = n == -2; /* not complete: the connection's socket wakes the caller */
+        if (n == -1) {
+            s_relay_lose(self, "sequencing statement failed");
+            return -1;
+        }
+        if (n >= 0) {
+            self->behind = n >= BUS_RELAY_ASYNC_MAX;
+            self->again = self->behind;
+        }
+    }
+    int woken = busy ? 0 : s_relay_notifies(self);
     if (woken < 0) {
         s_relay_lose(self, "database connection lost");
         return -1;
     }
-    if (woken > 0 || now_ms >= self->next_scan_ms) {
+    if (busy) {
+        /* the result comes on the connection's socket */
+    } else if (self->seq_conn != 0 && self->seq_conn == db_connection_id(self->db)) {
+        /* Prepared on this connection: send it and come back for the result. */
+        if (woken > 0 || self->again || now_ms >= self->next_scan_ms) {
+            self->again = false;
+            if (s_relay_send_seq(self, util_unix_ms()) < 0) {
+                s_relay_lose(self, "sequencing statement not sent");
+                return -1;
+            }
+            self->next_scan_ms = now_ms + BUS_POLL_FALLBACK_MS;
+        }
+    } else if (woken > 0 || now_ms >= self->next_scan_ms) {
         /* Until the outbox is empty; a notification read while sequencing means more. */
         for (int rounds = 0; rounds < 1000; rounds++) {
             int n = s_relay_sequence(self, util_unix_ms());
@@ -487,9 +622,16 @@ bus_relay_step(bus_relay_t *self, int64_t now_ms)
         s_relay_heartbeat(self);
         self->next_hb_ms = now_ms + BUS_HEARTBEAT_MS;
     }
+    /* Behind, with a statement in flight: come back at once (to wait for it). */
+    if (self->inflight && self->behind)
+        return 0;
     int64_t wait = self->next_hb_ms - now_ms;
-    if (self->next_scan_ms - now_ms < wait)
+    if (busy) {
+        if (wait > BUS_POLL_FALLBACK_MS)
+            wait = BUS_POLL_FALLBACK_MS;
+    } else if (self->next_scan_ms - now_ms < wait) {
         wait = self->next_scan_ms - now_ms;
+    }
     return wait < 0 ? 0 : (int)wait;
 }
 

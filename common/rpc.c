@@ -345,9 +345,13 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
     for (size_t i = 0; i < RPC_BATCH_MAX; i++)
         self->reqs[i].srv = self;
     if (s_prepare(self, self->st_lookup, "rpc_lookup",
+                  /* One primary-key probe per key, whatever the statistics say: as a
+                   * plain join the cached generic plan, made while rpc_reply was small,
+                   * went on hashing a sequential scan of the whole table every turn. */
                   "SELECT k.i, r.req_hash, r.reply"
                   " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(identity, rid, i)"
-                  " JOIN {s}.rpc_reply r ON r.identity = k.identity AND r.rid = k.rid",
+                  " CROSS JOIN LATERAL (SELECT x.req_hash, x.reply FROM {s}.rpc_reply x"
+                  "  WHERE x.identity = k.identity AND x.rid = k.rid LIMIT 1) r",
                   2) < 0 ||
         s_prepare(self, self->st_store, "rpc_store",
                   "INSERT INTO {s}.rpc_reply (identity, rid, req_hash, op, ok, reply)"

@@ -96,6 +96,9 @@ acks=$(get acks_per_s) p50=$(get p50_ack_ms) p99=$(get p99_ack_ms) errors=$(get 
 cases=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.cases")
 events=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE topic LIKE 'case.opened.%'")
 [ "$cases" = "$events" ] || { echo "bench-intake: $cases cases but $events case.opened events" >&2; exit 1; }
+# Events the relay had not yet sequenced when the load stopped: acks that outrun the
+# event stream would show here (the relay throttles the loop when it falls behind).
+backlog=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE seq IS NULL")
 kill -0 "$ipid" 2>/dev/null || { echo "bench-intake: sx-intake died" >&2; exit 1; }
 
 # Reference: pgbench one-row insert transactions, 16 clients, same server, same run.
@@ -112,6 +115,7 @@ printf '%-24s %14.0f %10s\n' pg_single_insert_tps "$pgtps" "(ref)"
 printf '%-24s %14.2f %10s\n' acks_vs_pgbench "$(echo "$acks / $pgtps" | bc -l)" ""
 printf '%-24s %14s %10s\n' error_replies "$errors" "0"
 printf '%-24s %14s %10s\n' cases_committed "$cases" ""
+printf '%-24s %14s %10s\n' events_unsequenced "$backlog" "(~0)"
 cat >"$out" <<JSON
 {
   "clients": 16,
