@@ -1,0 +1,380 @@
+/* sx-creditpush: 双公示 records pushed to the credit-information platform (信用中国).
+ * Settings, sockets and the loop; the rules live in sgs_record.c (the record and its
+ * checks), queue.c (publication events in, the durable queue), push.c and deliver.c (the
+ * batches out), opsrpc.c (the operators' ops).
+ *
+ * Settings (environment):
+ *   SX_PG_URL              PostgreSQL (libpq URL), required
+ *   SX_REDIS_URL           Redis for the retry timer, required
+ *   SX_CREDITPUSH_BIND     the request door (ROUTER, CURVE), default tcp://127.0.0.1:7751
+ *   SX_KEY_FILE            this service's key pair, required
+ *   SX_KEYS_FILE           public key -> identity, for ZAP; reloaded on SIGHUP, required
+ *   SX_BROKER_PUB, SX_BROKER_SUB, SX_BROKER_PUBLIC_KEY   the broker, required
+ *   SX_CREDIT_URL          the platform's push endpoint (https://...), required
+ *   SX_CREDIT_TOKEN        bearer token, required
+ *   SX_CREDIT_HMAC_KEY     key of the X-Signature HMAC-SHA256, required
+ *   SX_CREDIT_CA           CA bundle for the platform's certificate (default: system store;
+ *                          verification is never turned off)
+ *   SX_CREDIT_BATCH        records per POST, 1..1000, default 100
+ *   SX_CREDIT_TIMEOUT_MS   one POST, default 10000
+ *   SX_CREDIT_BACKOFF_MS, SX_CREDIT_BACKOFF_MAX_MS  retry delays, default 1000 and 300000
+ *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9106
+ *   SX_SCHEMAS, SX_LOG_LEVEL  as for sx-intake
+ *
+ * Signals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP reloads SX_KEYS_FILE.
+ * Exit 78 on bad settings, naming every bad variable; 1 when start-up fails. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "bus.h"
+#include "config.h"
+#include "creditpush.h"
+#include "deliver.h"
+#include "keys.h"
+#include "log.h"
+#include "opsrpc.h"
+#include "push.h"
+#include "queue.h"
+#include "timer.h"
+#include "util.h"
+#include "zsock.h"
+
+#define S_SUB_RETRY_MS 2000  /* a subscriber that could not start tries again */
+#define S_TIMER_MS     500   /* how often the retry timer is looked at */
+#define S_SAFETY_MS    30000 /* the queue is looked at even without a timer */
+#define S_BATCHES_TURN 10    /* POSTs per loop turn, so the door and the bus keep moving */
+
+typedef struct {
+    const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas;
+    const char *broker_pub, *broker_sub, *broker_key;
+    const char *credit_url, *credit_token, *credit_key, *credit_ca;
+    int ops_port;
+    push_config_t push;
+    long timeout_ms;
+    log_level_t level;
+    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1];
+} s_config_t;
+
+static void
+s_bad(char *list, size_t size, const char *name, const char *why)
+{
+    size_t len = strlen(list);
+    snprintf(list + len, size - len, "%s%s: %s", len ? "\n" : "", name, why);
+}
+
+static void
+s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
+    c->redis_url = config_str(cfg, "SX_REDIS_URL", NULL);
+    c->bind = config_str(cfg, "SX_CREDITPUSH_BIND", "tcp://127.0.0.1:7751");
+    c->key_file = config_str(cfg, "SX_KEY_FILE", NULL);
+    c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
+    c->broker_pub = config_str(cfg, "SX_BROKER_PUB", NULL);
+    c->broker_sub = config_str(cfg, "SX_BROKER_SUB", NULL);
+    c->broker_key = config_str(cfg, "SX_BROKER_PUBLIC_KEY", NULL);
+    c->credit_url = config_str(cfg, "SX_CREDIT_URL", NULL);
+    c->credit_token = config_str(cfg, "SX_CREDIT_TOKEN", NULL);
+    c->credit_key = config_str(cfg, "SX_CREDIT_HMAC_KEY", NULL);
+    c->credit_ca = config_str(cfg, "SX_CREDIT_CA", NULL);
+    c->push.batch = (int)config_int(cfg, "SX_CREDIT_BATCH", 100, 1, 1000);
+    c->timeout_ms = (long)config_int(cfg, "SX_CREDIT_TIMEOUT_MS", 10000, 100, 600000);
+    c->push.backoff_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MS", 1000, 10, 3600000);
+    c->push.backoff_max_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MAX_MS", 300000, 10, 86400000);
+    c->ops_bind = config_str(cfg, "SX_OPS_BIND", "127.0.0.1");
+    c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9106, 0, 65535);
+    c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
+    c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
+    if (config_error(cfg))
+        snprintf(bad, size, "%s", config_error(cfg));
+    const char *required[][2] = {{"SX_PG_URL", c->pg_url},
+                                 {"SX_REDIS_URL", c->redis_url},
+                                 {"SX_KEY_FILE", c->key_file},
+                                 {"SX_KEYS_FILE", c->keys_file},
+                                 {"SX_BROKER_PUB", c->broker_pub},
+                                 {"SX_BROKER_SUB", c->broker_sub},
+                                 {"SX_BROKER_PUBLIC_KEY", c->broker_key},
+                                 {"SX_CREDIT_URL", c->credit_url},
+                                 {"SX_CREDIT_TOKEN", c->credit_token},
+                                 {"SX_CREDIT_HMAC_KEY", c->credit_key}};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!required[i][1])
+            s_bad(bad, size, required[i][0], "required");
+    if (c->credit_url && strncmp(c->credit_url, "https://", 8) != 0 &&
+        strncmp(c->credit_url, "http://127.0.0.1", 16) != 0 &&
+        strncmp(c->credit_url, "http://localhost", 16) != 0)
+        s_bad(bad, size, "SX_CREDIT_URL", "https:// (plain http only on loopback, for tests)");
+    if (c->broker_key && !keys_z85_valid(c->broker_key))
+        s_bad(bad, size, "SX_BROKER_PUBLIC_KEY", "expected 40 Z85 characters");
+    char err[512];
+    if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
+        s_bad(bad, size, "SX_KEY_FILE", err);
+    struct stat st;
+    if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
+        s_bad(bad, size, "SX_SCHEMAS", "not a directory");
+    if (c->credit_ca && (stat(c->credit_ca, &st) != 0 || !S_ISREG(st.st_mode)))
+        s_bad(bad, size, "SX_CREDIT_CA", "not a file");
+}
+
+static int
+s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
+{
+    keys_t *keys = keys_load(path, err, errlen);
+    if (!keys)
+        return -1;
+    zap_set_keys(zap, &keys);
+    log_info("key file loaded", "path=%s", path);
+    return 0;
+}
+
+static db_t *
+s_db(const char *url, const char *name)
+{
+    db_t *db = db_new(url, name);
+    if (db && db_connect(db, 30000) < 0) {
+        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
+        db_destroy(&db);
+    }
+    return db;
+}
+
+/* The retry timer's deadline from Postgres, for timer_rearm. */
+static int
+s_source(void *arg, timer_batch_t *batch)
+{
+    int64_t due = queue_next_due(arg);
+    if (due < 0)
+        return -1;
+    return due > 0 ? timer_batch_add(batch, CP_TIMER_KIND, CP_TIMER_KEY, due) : 0;
+}
+
+/* Whether this instance holds the deliverer's lock (one deliverer at a time keeps a
+ * withdrawal behind its record); taken again after a reconnect. */
+static bool
+s_leader(db_t *db, uint64_t *conn_id, bool *leader)
+{
+    if (*leader && db_connection_id(db) == *conn_id)
+        return true;
+    PGresult *r =
+        db_query(db, "SELECT pg_try_advisory_lock(hashtext('creditpush.deliver'))", 0, NULL);
+    *leader = r && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    if (r)
+        PQclear(r);
+    *conn_id = db_connection_id(db);
+    return *leader;
+}
+
+/* Delivers what is due, then arms the retry timer at the next due item. */
+static void
+s_push(db_t *db, deliver_t *d, timers_t *timers, const push_config_t *cfg, ops_metric_t **m)
+{
+    for (int i = 0; i < S_BATCHES_TURN; i++) {
+        push_result_t res;
+        int n = push_step(db, d, cfg, &res);
+        if (n < 0)
+            log_warn("push pass failed", "error=%s", db_error(db));
+        if (n <= 0)
+            break;
+        ops_add(m[0], (uint64_t)res.sent);
+        ops_add(m[1], (uint64_t)res.dead);
+        ops_add(m[2], (uint64_t)res.retried);
+        if (res.status != 200)
+            break; /* the platform is not taking: wait for the backoff */
+    }
+    int64_t due = queue_next_due(db);
+    if (due > 0 && timer_arm(timers, CP_TIMER_KIND, CP_TIMER_KEY, due) < 0)
+        log_warn("retry timer not armed", "error=%s", timer_error(timers));
+}
+
+int
+main(void)
+{
+    config_t *cfg = config_new();
+    s_config_t c = {0};
+    char bad[4096] = "", err[512] = "";
+    if (!cfg) {
+        fprintf(stderr, "sx-creditpush: out of memory\n");
+        return 1;
+    }
+    s_read_config(cfg, &c, bad, sizeof bad);
+    keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
+    if (c.keys_file && !keys)
+        s_bad(bad, sizeof bad, "SX_KEYS_FILE", err);
+    keys_destroy(&keys);
+    timers_t *timers = c.redis_url ? timers_new(c.redis_url, "creditpush", err, sizeof err) : NULL;
+    if (c.redis_url && !timers)
+        s_bad(bad, sizeof bad, "SX_REDIS_URL", err);
+    deliver_t *deliver = NULL;
+    if (!bad[0]) {
+        deliver_config_t dc = {c.credit_url, c.credit_token, c.credit_key, c.credit_ca,
+                               c.timeout_ms};
+        if (!(deliver = deliver_new(&dc, err, sizeof err)))
+            s_bad(bad, sizeof bad, "SX_CREDIT_URL", err);
+    }
+    if (bad[0]) {
+        fprintf(stderr, "sx-creditpush: bad settings:\n%s\n", bad);
+        timers_destroy(&timers);
+        explicit_bzero(c.sec, sizeof c.sec);
+        config_destroy(&cfg);
+        return 78;
+    }
+    log_init("creditpush", c.level);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    int rc = 1;
+    void *ctx = zmq_ctx_new();
+    ops_t *ops = NULL;
+    zap_t *zap = NULL;
+    rpc_server_t *rpc = NULL;
+    bus_sub_t *bsub = NULL;
+    void *sub = NULL;
+    db_t *db_rpc = NULL, *db_sub = NULL, *db_push = NULL;
+    char dir[3][4200];
+    queue_app_t app = {true, 0, 0};
+    ops_metric_t *m[3] = {NULL, NULL, NULL};
+
+    if (sigfd < 0) {
+        log_error("signalfd failed", "error=%s", strerror(errno));
+        goto done;
+    }
+    if (!(db_rpc = s_db(c.pg_url, "sx-creditpush")) ||
+        !(db_sub = s_db(c.pg_url, "sx-creditpush-publication")) ||
+        !(db_push = s_db(c.pg_url, "sx-creditpush-deliver")))
+        goto done;
+    snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
+    snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);
+    snprintf(dir[2], sizeof dir[2], "%s/sql/creditpush", c.schemas);
+    if (bus_migrate(db_rpc, CP_SCHEMA, dir[0]) < 0 || rpc_migrate(db_rpc, CP_SCHEMA, dir[1]) < 0 ||
+        db_migrate(db_rpc, CP_SCHEMA, dir[2]) < 0) {
+        log_error("migrations failed", "error=%s", db_error(db_rpc));
+        goto done;
+    }
+    if (queue_prepare(db_sub) < 0 || queue_prepare(db_push) < 0 || opsrpc_prepare(db_rpc) < 0) {
+        log_error("statements not prepared", "error=%s", "see above");
+        goto done;
+    }
+    if (!(ops = ops_new(c.ops_bind, c.ops_port, err, sizeof err))) {
+        log_error("ops endpoint not started", "error=%s", err);
+        goto done;
+    }
+    ops_check(ops, "postgres", ops_check_postgres, (void *)c.pg_url);
+    ops_check(ops, "redis", ops_check_redis, (void *)c.redis_url);
+    m[0] = ops_counter(ops, "sx_creditpush_sent_total", NULL, "records the platform took");
+    m[1] = ops_counter(ops, "sx_creditpush_dead_total", NULL, "records dead-lettered on push");
+    m[2] = ops_counter(ops, "sx_creditpush_retried_total", NULL, "records to be tried again");
+
+    if (!(zap = zap_new(ctx, err, sizeof err)) || zap_allow(zap, "creditpush", "svc:") < 0 ||
+        s_load_keys(zap, c.keys_file, err, sizeof err) < 0) {
+        log_error("zap handler not started", "error=%s", err);
+        goto done;
+    }
+    rpc = rpc_server_new(ctx, zap, "creditpush", c.sec, c.bind, db_rpc, CP_SCHEMA, err, sizeof err);
+    if (!rpc || rpc_set_metrics(rpc, ops, "creditpush") < 0 || opsrpc_register(rpc, &app) < 0) {
+        log_error("request door not opened", "bind=%s error=%s", c.bind, err);
+        goto done;
+    }
+    zsock_limits_t in = {0, 10000, 100000, ZSOCK_MAXMSGSIZE};
+    sub = zsock_client(ctx, ZMQ_SUB, c.broker_key, c.pub, c.sec, &in, err, sizeof err);
+    if (!sub || zsock_connect(sub, c.broker_sub, err, sizeof err) < 0 ||
+        !(bsub = bus_sub_new(db_sub, CP_SCHEMA, CP_PUB_STREAM, queue_prefixes, sub,
+                             queue_handle_one, &app))) {
+        log_error("publication subscriber not made", "broker=%s error=%s", c.broker_sub, err);
+        goto done;
+    }
+    bus_sub_set_batch_handler(bsub, queue_handle);
+    ops_check(ops, "broker", bus_sub_check, bsub);
+
+    bool started = bus_sub_start(bsub) == 0, leader = false;
+    uint64_t conn_id = 0;
+    int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0, safety = 0;
+    log_info("creditpush started", "bind=%s ops_port=%d url=%s batch=%d", c.bind, ops_port(ops),
+             c.credit_url, c.push.batch);
+
+    for (bool stop = false; !stop;) {
+        zmq_pollitem_t items[3] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
+                                   {sub, 0, ZMQ_POLLIN, 0},
+                                   {NULL, sigfd, ZMQ_POLLIN, 0}};
+        int64_t now = util_mono_ms();
+        int64_t wait = app.pending ? 0 : timer_due - now;
+        if (zmq_poll(items, 3,
+                     wait < 0      ? 0
+                     : wait > 1000 ? 1000
+                                   : (long)wait) < 0 &&
+            zmq_errno() != EINTR) {
+            log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo != SIGHUP)
+                    stop = true;
+                else if (s_load_keys(zap, c.keys_file, err, sizeof err) < 0)
+                    log_error("key file not loaded; keeping the previous keys", "error=%s", err);
+            }
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            rpc_server_turn(rpc);
+        if (items[1].revents & ZMQ_POLLIN && started)
+            bus_sub_step(bsub);
+        now = util_mono_ms();
+        if (!started && now >= retry) {
+            started = bus_sub_start(bsub) == 0;
+            retry = now + S_SUB_RETRY_MS;
+        }
+        if (now >= timer_due) {
+            timer_due = now + S_TIMER_MS;
+            if (timer_needs_rearm(timers) && timer_rearm(timers, s_source, db_push) < 0)
+                log_warn("retry timer not rearmed", "error=%s", timer_error(timers));
+            timer_fired_t fired[4];
+            int n = timer_claim_due(timers, timer_now_ms(), fired, 4);
+            for (int i = 0; i < n; i++) {
+                app.pending = true;
+                timer_done(timers, fired[i].kind, fired[i].key);
+            }
+            if (now >= safety) {
+                app.pending = true;
+                safety = now + S_SAFETY_MS;
+            }
+        }
+        if (app.pending && !stop) {
+            app.pending = false;
+            if (s_leader(db_push, &conn_id, &leader))
+                s_push(db_push, deliver, timers, &c.push, m);
+        }
+    }
+    log_info("creditpush stopping", "signal=%s", "term");
+    rc = 0;
+done:
+    bus_sub_destroy(&bsub);
+    rpc_server_destroy(&rpc);
+    zsock_close(&sub);
+    zap_destroy(&zap);
+    zmq_ctx_term(ctx);
+    ops_destroy(&ops);
+    db_destroy(&db_rpc);
+    db_destroy(&db_sub);
+    db_destroy(&db_push);
+    deliver_destroy(&deliver);
+    timers_destroy(&timers);
+    explicit_bzero(c.sec, sizeof c.sec);
+    if (sigfd >= 0)
+        close(sigfd);
+    config_destroy(&cfg);
+    return rc;
+}

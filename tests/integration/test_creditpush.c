@@ -1,0 +1,487 @@
+/* sx-creditpush, the real binary, beside a real sx-broker, PostgreSQL, Redis and
+ * tools/fake-credit, with real CURVE keys. The test plays publication (its outbox and
+ * relay) and emits publication.published / withdrawn itself. It shows: the platform
+ * down then back (every record arrives, none applied twice); a malformed record
+ * dead-lettered with its reason; a 4xx dead-lettered with the platform's answer and
+ * retried by an operator; a withdrawal after its record even when the record was
+ * retried; kill -9 with a batch's answer in flight (nothing lost, resends carry the same
+ * keys); SIGTERM stops it with 0. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+
+#include "../services/creditpush/fixtures.h"
+#include "bus.h"
+#include "jsonmp.h"
+#include "rpc.h"
+#include "tproc.h"
+#include "tsupport.h"
+#include "zsock.h"
+
+#define AGENCY  "11620200013926143G"
+#define S_TOKEN "cp-token"
+#define S_KEY   "cp-hmac-key"
+
+typedef struct {
+    char *url;
+    tp_world_t w;
+    char svc_pub[41];
+    char rpc_ep[64];
+    int fake_port;
+    PGconn *pg;
+    pid_t broker, svc, fake;
+    void *ctx;
+    db_t *pub_db, *relay_db; /* the test plays publication: its outbox and its relay */
+    void *pub_sock;
+    bus_relay_t *relay;
+    int rid;
+} fx_t;
+
+static fx_t *s_fx;
+
+/* Emits one publication event (data as JSON) and commits. */
+static void
+s_emit(fx_t *fx, const char *event, const char *json)
+{
+    char topic[128];
+    snprintf(topic, sizeof topic, "publication.%s." AGENCY, event);
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
+    jsonmp_err_t jerr = {0};
+    assert_int_equal(jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr), 0);
+    evmsg_err_t err = {0};
+    assert_int_equal(db_begin(fx->pub_db), 0);
+    assert_int_equal(bus_emit(fx->pub_db, "publication", topic, 1, data.data, data.size, &err), 0);
+    assert_int_equal(db_commit(fx->pub_db), 0);
+    msgpack_sbuffer_destroy(&data);
+}
+
+/* publication.published for record id, with the public record rec (consumed). */
+static void
+s_published(fx_t *fx, int id, json_t *rec)
+{
+    json_t *d =
+        json_pack("{s:i,s:i,s:s,s:s,s:O,s:b,s:o}", "record_id", id, "case_id", id, "case_no", "C",
+                  "type", json_string_value(json_object_get(rec, "type")), "decision_no",
+                  json_object_get(rec, "decision_no"), "late", 0, "record", rec);
+    char *text = json_dumps(d, JSON_COMPACT);
+    s_emit(fx, "published", text);
+    free(text);
+    json_decref(d);
+}
+
+static void
+s_pump(fx_t *fx, int ms)
+{
+    int64_t end = tp_now_ms() + ms;
+    while (tp_now_ms() < end) {
+        bus_relay_step(fx->relay, tp_now_ms());
+        tp_sleep_ms(20);
+    }
+}
+
+static long
+s_count(fx_t *fx, const char *sql)
+{
+    PGresult *r = PQexec(fx->pg, sql);
+    long n = PQresultStatus(r) == PGRES_TUPLES_OK ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return n;
+}
+
+/* Pumps until sql (one count) reaches want, or 20 s. */
+static void
+s_wait_count(fx_t *fx, const char *sql, long want)
+{
+    int64_t end = tp_now_ms() + 20000;
+    long n = -1;
+    while (tp_now_ms() < end) {
+        if ((n = s_count(fx, sql)) == want)
+            return;
+        s_pump(fx, 100);
+    }
+    fail_msg("%s: %ld, wanted %ld", sql, n, want);
+}
+
+/* The fake's stats (caller json_decref's). */
+static json_t *
+s_stats(fx_t *fx)
+{
+    static char buf[1 << 20];
+    assert_int_equal(tp_http_get(fx->fake_port, "/admin/stats", buf, sizeof buf), 200);
+    json_t *o = json_loads(buf, 0, NULL);
+    assert_non_null(o);
+    return o;
+}
+
+static json_int_t
+s_stat(fx_t *fx, const char *name)
+{
+    json_t *o = s_stats(fx);
+    json_int_t v = json_integer_value(json_object_get(o, name));
+    json_decref(o);
+    return v;
+}
+
+static json_int_t
+s_key_seen(fx_t *fx, const char *key)
+{
+    json_t *o = s_stats(fx);
+    json_int_t v = json_integer_value(json_object_get(json_object_get(o, "keys"), key));
+    json_decref(o);
+    return v;
+}
+
+static void
+s_mode(fx_t *fx, const char *mode)
+{
+    char url[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/admin/mode?mode=%s", fx->fake_port, mode);
+    CURL *c = curl_easy_init();
+    FILE *null = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, null);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    fclose(null);
+    assert_int_equal(status, 200);
+}
+
+static rpc_reply_t
+s_call(fx_t *fx, const char *who, const char *op, const char *json)
+{
+    char pub[41], sec[41], err[256];
+    tp_world_pair(&fx->w, who, pub, sec);
+    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
+    assert_non_null(c);
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    jsonmp_err_t jerr = {0};
+    assert_int_equal(jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr), 0);
+    char rid[32];
+    snprintf(rid, sizeof rid, "cp-%d-%d", (int)getpid(), ++fx->rid);
+    rpc_reply_t r = {0};
+    evmsg_err_t eerr = {0};
+    if (rpc_call(c, op, rid, body.data, body.size, 3000, 3, &r, &eerr) != 0)
+        fail_msg("%s: no reply: %s", op, eerr.reason);
+    msgpack_sbuffer_destroy(&body);
+    rpc_client_destroy(&c);
+    return r;
+}
+
+/* An ok reply's result as JSON (caller json_decref's). */
+static json_t *
+s_result(rpc_reply_t *rep)
+{
+    if (!rep->ok)
+        fail_msg("rpc failed: %s %s %s", rep->code, rep->field, rep->en);
+    char *text = jsonmp_to_json(rep->result, rep->result_len, "result", NULL, NULL);
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    assert_non_null(o);
+    return o;
+}
+
+static void
+s_start_svc(fx_t *fx)
+{
+    char bind[96], url[96], redis[600];
+    snprintf(bind, sizeof bind, "SX_CREDITPUSH_BIND=%s", fx->rpc_ep);
+    snprintf(url, sizeof url, "SX_CREDIT_URL=http://127.0.0.1:%d/api/v1/sgs", fx->fake_port);
+    snprintf(redis, sizeof redis, "SX_REDIS_URL=%s", ts_env("SX_REDIS_URL"));
+    const char *env[] = {bind,
+                         url,
+                         redis,
+                         "SX_CREDIT_TOKEN=" S_TOKEN,
+                         "SX_CREDIT_HMAC_KEY=" S_KEY,
+                         "SX_CREDIT_BATCH=5",
+                         "SX_CREDIT_TIMEOUT_MS=1500",
+                         "SX_CREDIT_BACKOFF_MS=200",
+                         "SX_CREDIT_BACKOFF_MAX_MS=800",
+                         NULL};
+    fx->svc = tp_world_spawn(&fx->w, "sx-creditpush", NULL, "creditpush", "creditpush", env);
+    int64_t end = tp_now_ms() + 20000;
+    while (!tp_log_has("creditpush", "creditpush started", NULL) && tp_now_ms() < end)
+        s_pump(fx, 100);
+    assert_true(tp_now_ms() < end);
+}
+
+/* A penalty outside the key domains (城市管理). */
+static json_t *
+s_plain_penalty(int n)
+{
+    json_t *rec = fx_penalty(n, "占道经营");
+    json_t *sgs = json_object_get(rec, "sgs");
+    json_object_set_new(sgs, "CF_SY", json_string("占用城市道路摆摊"));
+    json_object_set_new(sgs, "CF_YJ", json_string("《城市道路管理条例》第四十二条"));
+    return rec;
+}
+
+static void
+test_platform_down_then_back(void **state)
+{
+    fx_t *fx = *state;
+    s_mode(fx, "fail");
+    for (int i = 1; i <= 12; i++)
+        s_published(fx, i, i % 3 ? s_plain_penalty(i) : fx_licence(i));
+    s_published(fx, 13, fx_penalty(13, "食品安全")); /* a key domain: first in line */
+    s_wait_count(fx, "SELECT count(*) FROM creditpush.item WHERE state = 'queued'", 13);
+    s_wait_count(fx, "SELECT (count(*) > 0)::int FROM creditpush.item WHERE attempts >= 2", 1);
+    assert_int_equal(s_stat(fx, "accepted"), 0);
+    s_mode(fx, "ok");
+    s_wait_count(fx, "SELECT count(*) FROM creditpush.item WHERE state = 'sent'", 13);
+    assert_int_equal(s_stat(fx, "accepted"), 13);
+    assert_int_equal(s_stat(fx, "rejected"), 0);
+    assert_int_equal(s_key_seen(fx, "13-1"), 1);
+    /* Key domains first: record 13 went in the first batch that got through. */
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM creditpush.item WHERE sent_at < "
+                                 "(SELECT sent_at FROM creditpush.item WHERE idem_key = '13-1')"),
+                     0);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM creditpush.item WHERE priority = 0"), 1);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM creditpush.item WHERE serious"), 0);
+}
+
+static void
+test_malformed_dead_lettered(void **state)
+{
+    fx_t *fx = *state;
+    json_t *rec = fx_penalty(40, "城市管理");
+    json_object_set_new(json_object_get(rec, "sgs"), "CF_JDRQ", json_string("2026-05-06"));
+    s_published(fx, 40, rec);
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '40-1' AND state = "
+                 "'dead' AND reason = 'CF_JDRQ: not a real date YYYY/MM/DD' AND data IS NULL",
+                 1);
+    rpc_reply_t rep = s_call(fx, "sxctl", "creditpush.dead_letters", "{}");
+    json_t *o = s_result(&rep);
+    rpc_reply_clear(&rep);
+    json_t *it = json_array_get(json_object_get(o, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(it, "key")), "40-1");
+    assert_string_equal(json_string_value(json_object_get(it, "reason")),
+                        "CF_JDRQ: not a real date YYYY/MM/DD");
+    char body[64];
+    snprintf(body, sizeof body, "{\"id\":%s}", json_string_value(json_object_get(it, "id")));
+    json_decref(o);
+    rep = s_call(fx, "sxctl", "creditpush.retry", body);
+    assert_false(rep.ok);
+    assert_string_equal(rep.code, "cannot_retry");
+    rpc_reply_clear(&rep);
+    /* Departments do not steer creditpush: ZAP refuses their key, no answer comes. */
+    char pub[41], sec[41], err[256];
+    tp_world_pair(&fx->w, "dept", pub, sec);
+    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
+    assert_non_null(c);
+    evmsg_err_t eerr = {0};
+    assert_int_not_equal(rpc_call(c, "creditpush.depth", "d-1", NULL, 0, 500, 1, &rep, &eerr), 0);
+    rpc_client_destroy(&c);
+}
+
+static void
+test_4xx_dead_then_operator_retry(void **state)
+{
+    fx_t *fx = *state;
+    s_mode(fx, "reject");
+    s_published(fx, 50, fx_licence(50));
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '50-1' AND state = "
+                 "'dead' AND reason = 'HTTP 422' AND answer LIKE '%told_to_reject%'",
+                 1);
+    rpc_reply_t rep = s_call(fx, "sxctl", "creditpush.depth", "{}");
+    json_t *o = s_result(&rep);
+    rpc_reply_clear(&rep);
+    assert_int_equal(json_integer_value(json_object_get(o, "dead")), 2);
+    assert_int_equal(json_integer_value(json_object_get(o, "queued")), 0);
+    json_decref(o);
+    s_mode(fx, "ok");
+    char body[64];
+    snprintf(body, sizeof body, "{\"id\":%ld}",
+             s_count(fx, "SELECT id FROM creditpush.item WHERE idem_key = '50-1'"));
+    rep = s_call(fx, "sxctl", "creditpush.retry", body);
+    o = s_result(&rep);
+    rpc_reply_clear(&rep);
+    assert_string_equal(json_string_value(json_object_get(o, "state")), "queued");
+    json_decref(o);
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '50-1' AND "
+                 "state = 'sent'",
+                 1);
+    assert_int_equal(s_key_seen(fx, "50-1"), 1);
+}
+
+static void
+test_withdrawal_after_retried_record(void **state)
+{
+    fx_t *fx = *state;
+    s_mode(fx, "fail");
+    json_t *rec = fx_penalty(60, "城市管理");
+    char no[64];
+    snprintf(no, sizeof no, "%s", json_string_value(json_object_get(rec, "decision_no")));
+    s_published(fx, 60, rec);
+    char wd[512];
+    snprintf(wd, sizeof wd,
+             "{\"record_id\":60,\"case_id\":60,\"case_no\":\"C\",\"type\":\"penalty\","
+             "\"decision_no\":\"%s\",\"kind\":\"revoke\",\"reason\":\"复议撤销\","
+             "\"withdrawn_on\":\"2026-06-01\",\"was_published\":true}",
+             no);
+    s_emit(fx, "withdrawn", wd);
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE record_id = 60 AND "
+                 "state = 'queued'",
+                 2);
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '60-1' AND "
+                 "attempts >= 2",
+                 1);
+    assert_int_equal(s_count(fx, "SELECT attempts FROM creditpush.item WHERE idem_key = '60-2'"),
+                     0); /* never tried before its record */
+    s_mode(fx, "ok");
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE record_id = 60 AND "
+                 "state = 'sent'",
+                 2);
+    assert_int_equal(s_stat(fx, "withdrawn"), 1);
+    assert_int_equal(s_stat(fx, "early_withdrawals"), 0);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM creditpush.item a JOIN creditpush.item b "
+                                 "ON b.record_id = a.record_id WHERE a.idem_key = '60-1' AND "
+                                 "b.idem_key = '60-2' AND b.sent_at > a.sent_at"),
+                     1);
+}
+
+static void
+test_kill9_with_answer_in_flight(void **state)
+{
+    fx_t *fx = *state;
+    json_int_t accepted = s_stat(fx, "accepted"), dups = s_stat(fx, "duplicates");
+    s_mode(fx, "lose");
+    for (int i = 70; i < 73; i++)
+        s_published(fx, i, fx_penalty(i, "城市管理"));
+    int64_t end = tp_now_ms() + 20000;
+    while (s_stat(fx, "accepted") < accepted + 3 && tp_now_ms() < end)
+        s_pump(fx, 50);
+    assert_int_equal(s_stat(fx, "accepted"), accepted + 3); /* applied, answer held back */
+    assert_int_equal(kill(fx->svc, SIGKILL), 0);
+    tp_stop(fx->svc, SIGKILL, 5000);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM creditpush.item WHERE record_id >= 70 "
+                                 "AND state = 'queued'"),
+                     3); /* nothing lost */
+    s_mode(fx, "ok");
+    s_start_svc(fx);
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE record_id >= 70 AND "
+                 "state = 'sent'",
+                 3);
+    assert_int_equal(s_stat(fx, "accepted"), accepted + 3); /* none applied twice */
+    assert_int_equal(s_stat(fx, "duplicates"), dups + 3);   /* resent with the same keys */
+    assert_int_equal(s_key_seen(fx, "70-1"), 2);
+    assert_int_equal(s_key_seen(fx, "72-1"), 2);
+}
+
+static void
+test_sigterm(void **state)
+{
+    fx_t *fx = *state;
+    assert_int_equal(tp_stop(fx->svc, SIGTERM, 10000), 0);
+    fx->svc = 0;
+}
+
+static int
+s_setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    s_fx = fx;
+    fx->url = ts_fresh_db("cpint");
+    fx->pg = PQconnectdb(fx->url);
+    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
+    static const char *const ids[][2] = {{"creditpush", "svc:creditpush"},
+                                         {"publication", "svc:publication"},
+                                         {"sxctl", "svc:sxctl"},
+                                         {"dept", "dept:" AGENCY ":officer"},
+                                         {NULL, NULL}};
+    tp_world_init(&fx->w, fx->url, ids);
+    char sec[41], pub[41], err[256];
+    tp_world_pair(&fx->w, "creditpush", fx->svc_pub, sec);
+    snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    fx->broker = tp_world_broker(&fx->w, "cp-broker");
+    fx->ctx = zmq_ctx_new();
+
+    fx->fake_port = tp_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx->fake_port);
+    const char *fargs[] = {"--port", port, NULL};
+    const char *fenv[] = {"SX_CREDIT_TOKEN=" S_TOKEN, "SX_CREDIT_HMAC_KEY=" S_KEY, NULL};
+    fx->fake = tp_spawn("fake-credit", fargs, "cp-fake", fenv);
+    tp_wait_log("cp-fake", "fake-credit listening", 5000);
+
+    char busdir[600];
+    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
+    fx->pub_db = db_new(fx->url, "test-publication");
+    fx->relay_db = db_new(fx->url, "test-publication-relay");
+    assert_int_equal(db_connect(fx->pub_db, 5000), 0);
+    assert_int_equal(db_connect(fx->relay_db, 5000), 0);
+    assert_true(bus_migrate(fx->pub_db, "publication", busdir) >= 0);
+    tp_world_pair(&fx->w, "publication", pub, sec);
+    zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
+    lim.linger_ms = 0;
+    fx->pub_sock =
+        zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
+    assert_non_null(fx->pub_sock);
+    assert_int_equal(zsock_connect(fx->pub_sock, fx->w.pub_ep, err, sizeof err), 0);
+    fx->relay = bus_relay_new(fx->relay_db, "publication", fx->pub_sock);
+    assert_non_null(fx->relay);
+    s_start_svc(fx);
+    s_pump(fx, 300);
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    fx_t *fx = *state ? *state : s_fx;
+    if (!fx)
+        return 0;
+    if (fx->svc)
+        tp_stop(fx->svc, SIGTERM, 10000);
+    tp_stop(fx->fake, SIGTERM, 10000);
+    tp_stop(fx->broker, SIGTERM, 10000);
+    bus_relay_destroy(&fx->relay);
+    zsock_close(&fx->pub_sock);
+    zmq_ctx_term(fx->ctx);
+    db_destroy(&fx->pub_db);
+    db_destroy(&fx->relay_db);
+    PQfinish(fx->pg);
+    free(fx->url);
+    free(fx);
+    s_fx = NULL;
+    return 0;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_platform_down_then_back),
+        cmocka_unit_test(test_malformed_dead_lettered),
+        cmocka_unit_test(test_4xx_dead_then_operator_retry),
+        cmocka_unit_test(test_withdrawal_after_retried_record),
+        cmocka_unit_test(test_kill9_with_answer_in_flight),
+        cmocka_unit_test(test_sigterm),
+    };
+    return cmocka_run_group_tests_name("creditpush", tests, s_setup, s_teardown);
+}
