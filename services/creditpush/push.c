@@ -62,6 +62,50 @@ s_result(json_t *ans, const char *key)
     return NULL;
 }
 
+#define S_KEPT_MAX 8192 /* bytes of the platform's answer kept with a dead letter */
+
+/* The platform's answer as it may be stored and shown: at most S_KEPT_MAX bytes of valid
+ * UTF-8, a NUL or another control byte (but \t \n \r) or a byte of a broken sequence
+ * written '?'. The answer comes from outside: stored as received, a stray byte would make
+ * PostgreSQL refuse the dead letter, and the batch would be pushed again for ever. */
+static void
+s_clean(const char *in, size_t len, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; in && i < len && o + 5 < size;) {
+        unsigned char c = (unsigned char)in[i];
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
+        bool ok = n > 0 && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = ((unsigned char)in[i + k] & 0xc0) == 0x80;
+        if (ok && n == 2)
+            ok = c >= 0xc2; /* no overlong forms */
+        if (ok && n == 3) {
+            unsigned char d = (unsigned char)in[i + 1];
+            ok = !(c == 0xe0 && d < 0xa0) && !(c == 0xed && d >= 0xa0); /* overlong, surrogate */
+        }
+        if (ok && n == 4) {
+            unsigned char d = (unsigned char)in[i + 1];
+            ok = c <= 0xf4 && !(c == 0xf0 && d < 0x90) && !(c == 0xf4 && d >= 0x90);
+        }
+        if (ok && n == 1 && (c < 0x20 || c == 0x7f) && c != '\t' && c != '\n' && c != '\r')
+            ok = false;
+        if (!ok) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, in + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+}
+
 /* Writes the outcome of every item; inside one transaction. */
 static int
 s_apply(db_t *db, const push_config_t *cfg, queue_item_t *items, int n, const deliver_answer_t *a,
@@ -69,7 +113,9 @@ s_apply(db_t *db, const push_config_t *cfg, queue_item_t *items, int n, const de
 {
     json_t *ans = a->status == 200 && a->body ? json_loads(a->body, 0, NULL) : NULL;
     char cause[300];
-    const char *answer = a->body;
+    static char kept[S_KEPT_MAX + 8];
+    s_clean(a->body, a->body ? a->len : 0, kept, sizeof kept);
+    const char *answer = a->body ? kept : NULL;
     if (a->status == 0)
         snprintf(cause, sizeof cause, "no answer: %s", a->error);
     else
@@ -103,7 +149,7 @@ s_apply(db_t *db, const push_config_t *cfg, queue_item_t *items, int n, const de
                 rc = queue_mark_dead(db, it->id, why ? why : "rejected", text);
                 free(text);
                 res->dead++;
-                log_warn("record refused by the platform", "key=%s reason=\"%s\"", it->key,
+                log_warn("record refused by the platform", "key=%s reason=%s", it->key,
                          why ? why : "");
             } else {
                 rc = queue_mark_retry(db, it->id, push_backoff(cfg, it->attempts + 1),
@@ -154,7 +200,7 @@ push_step(db_t *db, deliver_t *d, const push_config_t *cfg, push_result_t *res)
     res->status = a.status;
     int rc = s_apply(db, cfg, items, n, &a, res);
     if (a.status != 200)
-        log_warn("push not taken", "records=%d status=%ld error=\"%s\"", n, a.status,
+        log_warn("push not taken", "records=%d status=%ld error=%s", n, a.status,
                  a.status ? "" : a.error);
     deliver_answer_free(&a);
     queue_items_free(items, n);

@@ -119,7 +119,7 @@ s_published(db_t *tx, const char *rid, const char *agency, const json_t *d, queu
     const char *kind = type;
     json_t *data = sgs_record_build(record, &kind, reason);
     if (!data) {
-        log_warn("record dead-lettered", "record_id=%s reason=\"%s\"", rid, reason);
+        log_warn("record dead-lettered", "record_id=%s reason=%s", rid, reason);
         app->dead++;
         return s_insert(tx, rid, "publish", type, agency, no ? no : "", 1, false, NULL, "dead",
                         reason);

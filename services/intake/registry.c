@@ -971,7 +971,7 @@ s_record(db_t *db, const s_list_t *L, s_put_t *puts, size_t n)
     if (bus_emit_batch(db, INTAKE_SCHEMA, ev, ne, &err) < 0) {
         if (err.reason[0]) {
             char why[256];
-            log_error("registry: event refused", "list=%s reason=\"%s\"", L->list,
+            log_error("registry: event refused", "list=%s reason=%s", L->list,
                       evmsg_err_str(&err, why, sizeof why));
         }
         goto done;

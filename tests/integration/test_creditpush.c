@@ -324,6 +324,26 @@ test_4xx_dead_then_operator_retry(void **state)
     assert_int_equal(s_key_seen(fx, "50-1"), 1);
 }
 
+/* An answer that is not text (a NUL, broken UTF-8): the dead letter keeps a cleaned copy,
+ * and the stream goes on instead of pushing the batch again for ever. */
+static void
+test_garbage_answer_dead_lettered_cleanly(void **state)
+{
+    fx_t *fx = *state;
+    s_mode(fx, "garbage");
+    s_published(fx, 20, fx_licence(20));
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '20-1' AND state = "
+                 "'dead' AND reason = 'HTTP 422' AND answer LIKE '?? garbage?after-nul%end'",
+                 1);
+    s_mode(fx, "ok");
+    s_published(fx, 21, fx_licence(21));
+    s_wait_count(fx,
+                 "SELECT count(*) FROM creditpush.item WHERE idem_key = '21-1' AND "
+                 "state = 'sent'",
+                 1);
+}
+
 static void
 test_withdrawal_after_retried_record(void **state)
 {
@@ -479,6 +499,7 @@ main(void)
         cmocka_unit_test(test_platform_down_then_back),
         cmocka_unit_test(test_malformed_dead_lettered),
         cmocka_unit_test(test_4xx_dead_then_operator_retry),
+        cmocka_unit_test(test_garbage_answer_dead_lettered_cleanly),
         cmocka_unit_test(test_withdrawal_after_retried_record),
         cmocka_unit_test(test_kill9_with_answer_in_flight),
         cmocka_unit_test(test_sigterm),

@@ -8,10 +8,11 @@
  *                         every record checked (sgs_record_check), counted by its key
  *   GET  /admin/stats     {received, accepted, duplicates, rejected, bad_auth, bad_body,
  *                          withdrawn, early_withdrawals, keys: {key: times seen}}
- *   POST /admin/mode?mode=ok|fail|hang|refuse|lose|reject&ms=N
+ *   POST /admin/mode?mode=ok|fail|hang|refuse|lose|reject|garbage&ms=N
  *                         for N ms (0: until told otherwise): answer 500 / hang (then
  *                         500) / drop the connection unanswered / apply the batch but
  *                         hold the answer back (a crash or timeout loses it) / answer 422
+ *                         / answer 422 with bytes that are not text (NUL, broken UTF-8)
  *
  * Usage: fake-credit --port N [--bind ADDR]; SX_CREDIT_TOKEN and SX_CREDIT_HMAC_KEY
  * (required, the same strings creditpush is given). Prints "fake-credit listening
@@ -34,7 +35,7 @@
 #define S_BODY_MAX    (8 * 1024 * 1024) /* one batch */
 #define S_RECORDS_MAX 5000              /* records in one batch */
 
-typedef enum { S_OK, S_FAIL, S_HANG, S_REFUSE, S_LOSE, S_REJECT } s_mode_t;
+typedef enum { S_OK, S_FAIL, S_HANG, S_REFUSE, S_LOSE, S_REJECT, S_GARBAGE } s_mode_t;
 
 typedef struct {
     pthread_mutex_t lock;
@@ -211,11 +212,12 @@ s_admin(s_state_t *st, struct MHD_Connection *conn, const char *url, const char 
         return s_reply(conn, 200, o);
     }
     if (strcmp(url, "/admin/mode") == 0 && strcmp(method, "POST") == 0) {
-        static const char *const names[] = {"ok", "fail", "hang", "refuse", "lose", "reject"};
+        static const char *const names[] = {"ok",   "fail",   "hang",   "refuse",
+                                            "lose", "reject", "garbage"};
         const char *m = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "mode");
         const char *ms = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ms");
         long dur = ms ? strtol(ms, NULL, 10) : 0;
-        for (int i = 0; m && i < 6; i++)
+        for (int i = 0; m && i < (int)(sizeof names / sizeof names[0]); i++)
             if (strcmp(m, names[i]) == 0) {
                 pthread_mutex_lock(&st->lock);
                 st->mode = (s_mode_t)i;
@@ -223,7 +225,8 @@ s_admin(s_state_t *st, struct MHD_Connection *conn, const char *url, const char 
                 pthread_mutex_unlock(&st->lock);
                 return s_reply(conn, 200, json_pack("{s:s,s:i}", "mode", m, "ms", (int)dur));
             }
-        return s_error(conn, 400, "bad_mode", "mode: ok, fail, hang, refuse, lose or reject");
+        return s_error(conn, 400, "bad_mode",
+                       "mode: ok, fail, hang, refuse, lose, reject or garbage");
     }
     return s_error(conn, 404, "not_found", url);
 }
@@ -273,6 +276,15 @@ s_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *me
         return MHD_NO; /* the connection is dropped without an answer */
     case S_REJECT:
         return s_error(conn, 422, "told_to_reject", "the platform refuses this batch");
+    case S_GARBAGE: {
+        static const char junk[] = "\xff\xfe garbage\x00"
+                                   "after-nul \xc0\xaf \xed\xa0\x80 end";
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(sizeof junk - 1, (void *)junk, MHD_RESPMEM_PERSISTENT);
+        int rc = MHD_queue_response(conn, 422, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
     case S_LOSE:
         s_push(st, conn, b); /* applied and queued; held back until the mode changes */
         while (!s_stop && s_mode(st) == S_LOSE)
