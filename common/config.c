@@ -13,9 +13,9 @@
 #define CONFIG_ERROR_MAX 4096
 
 struct config {
-    char *errors;     /* newline-separated messages, or NULL when none */
+    char *errors; /* newline-separated messages, or NULL when none */
     size_t errors_len;
-    char **strings;   /* copies handed out by config_str, freed with the config */
+    char **strings; /* copies handed out by config_str, freed with the config */
     size_t nstrings;
 };
 
@@ -42,8 +42,8 @@ config_destroy(config_t **self_p)
 
 /* Appends one line to the error list; past CONFIG_ERROR_MAX, further errors are dropped
  * (the first ones are the ones that matter). */
-static void
-s_error(config_t *self, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void s_error(config_t *self, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void
 s_error(config_t *self, const char *name, const char *fmt, ...)
 {
@@ -109,8 +109,7 @@ config_str(config_t *self, const char *name, const char *def)
     }
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
-            s_error(self, name, "expected text without control characters, got %s",
-                    s_quote(v, q));
+            s_error(self, name, "expected text without control characters, got %s", s_quote(v, q));
             return def;
         }
     }
@@ -173,14 +172,12 @@ config_bool(config_t *self, const char *name, bool def)
             return false;
     }
     char q[80];
-    s_error(self, name, "expected true or false (also yes/no, on/off, 1/0), got %s",
-            s_quote(v, q));
+    s_error(self, name, "expected true or false (also yes/no, on/off, 1/0), got %s", s_quote(v, q));
     return def;
 }
 
 int64_t
-config_duration_ms(config_t *self, const char *name, int64_t def_ms, int64_t min_ms,
-                   int64_t max_ms)
+config_duration_ms(config_t *self, const char *name, int64_t def_ms, int64_t min_ms, int64_t max_ms)
 {
     const char *v = s_raw(name);
     if (!v)
@@ -210,8 +207,8 @@ config_duration_ms(config_t *self, const char *name, int64_t def_ms, int64_t min
         return def_ms;
     }
     if (ms < min_ms || ms > max_ms) {
-        s_error(self, name, "expected a duration from %lldms to %lldms, got %s",
-                (long long)min_ms, (long long)max_ms, s_quote(v, q));
+        s_error(self, name, "expected a duration from %lldms to %lldms, got %s", (long long)min_ms,
+                (long long)max_ms, s_quote(v, q));
         return def_ms;
     }
     return ms;
@@ -229,11 +226,22 @@ config_enum(config_t *self, const char *name, int def_index, const char *const n
     char allowed[256] = "";
     size_t len = 0;
     for (int i = 0; names[i] && len + 1 < sizeof allowed; i++)
-        len += (size_t)snprintf(allowed + len, sizeof allowed - len, "%s%s", i ? ", " : "",
-                                names[i]);
+        len +=
+            (size_t)snprintf(allowed + len, sizeof allowed - len, "%s%s", i ? ", " : "", names[i]);
     char q[80];
     s_error(self, name, "expected one of %s, got %s", allowed, s_quote(v, q));
     return def_index;
+}
+
+void
+config_fail(config_t *self, const char *name, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    s_error(self, name, "%s", why);
 }
 
 const char *

@@ -42,6 +42,12 @@ int64_t config_duration_ms(config_t *self, const char *name, int64_t def_ms, int
 /* One of the names in the NULL-terminated list; returns its index, or def_index. */
 int config_enum(config_t *self, const char *name, int def_index, const char *const names[]);
 
+/* Records that the setting name is wrong for a reason found after reading it (a key
+ * file that does not load, a directory that is not there, two settings that disagree):
+ * one more line "NAME: <fmt...>" in config_error, so main reports it with the rest. */
+void config_fail(config_t *self, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The errors so far, one per line ("SX_OPS_PORT: expected an integer in 1..65535, got
  * \"http\""), or NULL when every value was well-formed. Owned by the config. */
 const char *config_error(const config_t *self);

@@ -63,14 +63,7 @@ typedef struct {
 } s_config_t;
 
 static void
-s_bad(char *list, size_t size, const char *name, const char *why)
-{
-    size_t len = strlen(list);
-    snprintf(list + len, size - len, "%s%s: %s", len ? "\n" : "", name, why);
-}
-
-static void
-s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
+s_read_config(config_t *cfg, s_config_t *c)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
@@ -93,8 +86,6 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
     c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9106, 0, 65535);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    if (config_error(cfg))
-        snprintf(bad, size, "%s", config_error(cfg));
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
                                  {"SX_REDIS_URL", c->redis_url},
                                  {"SX_KEY_FILE", c->key_file},
@@ -107,21 +98,22 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
                                  {"SX_CREDIT_HMAC_KEY", c->credit_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i][1])
-            s_bad(bad, size, required[i][0], "required");
+            config_fail(cfg, required[i][0], "%s", "required");
     if (c->credit_url && strncmp(c->credit_url, "https://", 8) != 0 &&
         strncmp(c->credit_url, "http://127.0.0.1", 16) != 0 &&
         strncmp(c->credit_url, "http://localhost", 16) != 0)
-        s_bad(bad, size, "SX_CREDIT_URL", "https:// (plain http only on loopback, for tests)");
+        config_fail(cfg, "SX_CREDIT_URL", "%s",
+                    "https:// (plain http only on loopback, for tests)");
     if (c->broker_key && !keys_z85_valid(c->broker_key))
-        s_bad(bad, size, "SX_BROKER_PUBLIC_KEY", "expected 40 Z85 characters");
+        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
     char err[512];
     if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        s_bad(bad, size, "SX_KEY_FILE", err);
+        config_fail(cfg, "SX_KEY_FILE", "%s", err);
     struct stat st;
     if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        s_bad(bad, size, "SX_SCHEMAS", "not a directory");
+        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
     if (c->credit_ca && (stat(c->credit_ca, &st) != 0 || !S_ISREG(st.st_mode)))
-        s_bad(bad, size, "SX_CREDIT_CA", "not a file");
+        config_fail(cfg, "SX_CREDIT_CA", "%s", "not a file");
 }
 
 static int
@@ -199,28 +191,28 @@ main(void)
 {
     config_t *cfg = config_new();
     s_config_t c = {0};
-    char bad[4096] = "", err[512] = "";
+    char err[512] = "";
     if (!cfg) {
         fprintf(stderr, "sx-creditpush: out of memory\n");
         return 1;
     }
-    s_read_config(cfg, &c, bad, sizeof bad);
+    s_read_config(cfg, &c);
     keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
     if (c.keys_file && !keys)
-        s_bad(bad, sizeof bad, "SX_KEYS_FILE", err);
+        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
     keys_destroy(&keys);
     timers_t *timers = c.redis_url ? timers_new(c.redis_url, "creditpush", err, sizeof err) : NULL;
     if (c.redis_url && !timers)
-        s_bad(bad, sizeof bad, "SX_REDIS_URL", err);
+        config_fail(cfg, "SX_REDIS_URL", "%s", err);
     deliver_t *deliver = NULL;
-    if (!bad[0]) {
+    if (!config_error(cfg)) {
         deliver_config_t dc = {c.credit_url, c.credit_token, c.credit_key, c.credit_ca,
                                c.timeout_ms};
         if (!(deliver = deliver_new(&dc, err, sizeof err)))
-            s_bad(bad, sizeof bad, "SX_CREDIT_URL", err);
+            config_fail(cfg, "SX_CREDIT_URL", "%s", err);
     }
-    if (bad[0]) {
-        fprintf(stderr, "sx-creditpush: bad settings:\n%s\n", bad);
+    if (config_error(cfg)) {
+        fprintf(stderr, "sx-creditpush: bad settings:\n%s\n", config_error(cfg));
         timers_destroy(&timers);
         explicit_bzero(c.sec, sizeof c.sec);
         config_destroy(&cfg);

@@ -66,16 +66,9 @@ s_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Reads every setting; each bad or missing one adds a line to config_error. */
 static void
-s_bad(char *list, size_t size, const char *name, const char *why)
-{
-    size_t len = strlen(list);
-    snprintf(list + len, size - len, "%s%s: %s", len ? "\n" : "", name, why);
-}
-
-/* Reads every setting; each bad or missing one adds a line to bad. */
-static void
-s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
+s_read_config(config_t *cfg, s_config_t *c)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
@@ -91,8 +84,6 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    if (config_error(cfg))
-        snprintf(bad, size, "%s", config_error(cfg));
 
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
                                  {"SX_REDIS_URL", c->redis_url},
@@ -103,22 +94,22 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
                                  {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i][1])
-            s_bad(bad, size, required[i][0], "required");
+            config_fail(cfg, required[i][0], "%s", "required");
     const char *eps[][2] = {{"SX_INTAKE_BIND", c->bind},
                             {"SX_BROKER_PUB", c->broker_pub},
                             {"SX_BROKER_SUB", c->broker_sub}};
     for (size_t i = 0; i < 3; i++)
         if (eps[i][1] && strncmp(eps[i][1], "tcp://", 6) != 0 &&
             strncmp(eps[i][1], "ipc://", 6) != 0)
-            s_bad(bad, size, eps[i][0], "expected a tcp:// or ipc:// endpoint");
+            config_fail(cfg, eps[i][0], "%s", "expected a tcp:// or ipc:// endpoint");
     if (c->broker_key && !keys_z85_valid(c->broker_key))
-        s_bad(bad, size, "SX_BROKER_PUBLIC_KEY", "expected 40 Z85 characters");
+        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
     char err[512];
     if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        s_bad(bad, size, "SX_KEY_FILE", err);
+        config_fail(cfg, "SX_KEY_FILE", "%s", err);
     struct stat st;
     if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        s_bad(bad, size, "SX_SCHEMAS", "not a directory");
+        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
 }
 
 /* Loads SX_KEYS_FILE into zap; a bad file leaves zap's table as it was. */
@@ -180,31 +171,31 @@ main(void)
 {
     config_t *cfg = config_new();
     s_config_t c = {0};
-    char bad[4096] = "", err[512] = "";
+    char err[512] = "";
     if (!cfg) {
         fprintf(stderr, "sx-intake: out of memory\n");
         return 1;
     }
-    s_read_config(cfg, &c, bad, sizeof bad);
+    s_read_config(cfg, &c);
     /* Settings that only prove good once used: the key file, the calendar, the URLs. */
     zap_t *zap = NULL;
     keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
     if (c.keys_file && !keys)
-        s_bad(bad, sizeof bad, "SX_KEYS_FILE", err);
+        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
     keys_destroy(&keys);
     workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
                                 : workday_load_default(err, sizeof err);
     if (!cal)
-        s_bad(bad, sizeof bad, "SX_CALENDAR", err);
+        config_fail(cfg, "SX_CALENDAR", "%s", err);
     timers_t *timers = c.redis_url ? timers_new(c.redis_url, "intake", err, sizeof err) : NULL;
     if (c.redis_url && !timers)
-        s_bad(bad, sizeof bad, "SX_REDIS_URL", err);
+        config_fail(cfg, "SX_REDIS_URL", "%s", err);
     db_t *probe = c.pg_url ? db_new(c.pg_url, "sx-intake") : NULL;
     if (c.pg_url && !probe)
-        s_bad(bad, sizeof bad, "SX_PG_URL", "not a libpq connection string");
+        config_fail(cfg, "SX_PG_URL", "%s", "not a libpq connection string");
     db_destroy(&probe);
-    if (bad[0]) {
-        fprintf(stderr, "sx-intake: bad settings:\n%s\n", bad);
+    if (config_error(cfg)) {
+        fprintf(stderr, "sx-intake: bad settings:\n%s\n", config_error(cfg));
         workday_destroy(&cal);
         timers_destroy(&timers);
         explicit_bzero(c.sec, sizeof c.sec);

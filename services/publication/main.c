@@ -49,14 +49,7 @@ typedef struct {
 } s_config_t;
 
 static void
-s_bad(char *list, size_t size, const char *name, const char *why)
-{
-    size_t len = strlen(list);
-    snprintf(list + len, size - len, "%s%s: %s", len ? "\n" : "", name, why);
-}
-
-static void
-s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
+s_read_config(config_t *cfg, s_config_t *c)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
@@ -76,8 +69,6 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    if (config_error(cfg))
-        snprintf(bad, size, "%s", config_error(cfg));
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
                                  {"SX_REDIS_URL", c->redis_url},
                                  {"SX_KEY_FILE", c->key_file},
@@ -87,17 +78,17 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
                                  {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i][1])
-            s_bad(bad, size, required[i][0], "required");
+            config_fail(cfg, required[i][0], "%s", "required");
     if (c->shard_index >= c->shard_count)
-        s_bad(bad, size, "SX_SHARD_INDEX", "must be below SX_SHARD_COUNT");
+        config_fail(cfg, "SX_SHARD_INDEX", "%s", "must be below SX_SHARD_COUNT");
     if (c->broker_key && !keys_z85_valid(c->broker_key))
-        s_bad(bad, size, "SX_BROKER_PUBLIC_KEY", "expected 40 Z85 characters");
+        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
     char err[512];
     if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        s_bad(bad, size, "SX_KEY_FILE", err);
+        config_fail(cfg, "SX_KEY_FILE", "%s", err);
     struct stat st;
     if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        s_bad(bad, size, "SX_SCHEMAS", "not a directory");
+        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
 }
 
 static int
@@ -144,25 +135,25 @@ main(void)
 {
     config_t *cfg = config_new();
     s_config_t c = {0};
-    char bad[4096] = "", err[512] = "";
+    char err[512] = "";
     if (!cfg) {
         fprintf(stderr, "sx-publication: out of memory\n");
         return 1;
     }
-    s_read_config(cfg, &c, bad, sizeof bad);
+    s_read_config(cfg, &c);
     keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
     if (c.keys_file && !keys)
-        s_bad(bad, sizeof bad, "SX_KEYS_FILE", err);
+        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
     keys_destroy(&keys);
     workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
                                 : workday_load_default(err, sizeof err);
     if (!cal)
-        s_bad(bad, sizeof bad, "SX_CALENDAR", err);
+        config_fail(cfg, "SX_CALENDAR", "%s", err);
     timers_t *timers = c.redis_url ? timers_new(c.redis_url, "publication", err, sizeof err) : NULL;
     if (c.redis_url && !timers)
-        s_bad(bad, sizeof bad, "SX_REDIS_URL", err);
-    if (bad[0]) {
-        fprintf(stderr, "sx-publication: bad settings:\n%s\n", bad);
+        config_fail(cfg, "SX_REDIS_URL", "%s", err);
+    if (config_error(cfg)) {
+        fprintf(stderr, "sx-publication: bad settings:\n%s\n", config_error(cfg));
         workday_destroy(&cal);
         timers_destroy(&timers);
         explicit_bzero(c.sec, sizeof c.sec);

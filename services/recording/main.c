@@ -52,14 +52,7 @@ typedef struct {
 } s_config_t;
 
 static void
-s_bad(char *list, size_t size, const char *name, const char *why)
-{
-    size_t len = strlen(list);
-    snprintf(list + len, size - len, "%s%s: %s", len ? "\n" : "", name, why);
-}
-
-static void
-s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
+s_read_config(config_t *cfg, s_config_t *c)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
@@ -74,8 +67,6 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
     c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9103, 0, 65535);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    if (config_error(cfg))
-        snprintf(bad, size, "%s", config_error(cfg));
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
                                  {"SX_KEY_FILE", c->key_file},
                                  {"SX_KEYS_FILE", c->keys_file},
@@ -85,22 +76,22 @@ s_read_config(config_t *cfg, s_config_t *c, char *bad, size_t size)
                                  {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i][1])
-            s_bad(bad, size, required[i][0], "required");
+            config_fail(cfg, required[i][0], "%s", "required");
     const char *eps[][2] = {{"SX_RECORDING_BIND", c->bind},
                             {"SX_BROKER_PUB", c->broker_pub},
                             {"SX_BROKER_SUB", c->broker_sub}};
     for (size_t i = 0; i < 3; i++)
         if (eps[i][1] && strncmp(eps[i][1], "tcp://", 6) != 0 &&
             strncmp(eps[i][1], "ipc://", 6) != 0)
-            s_bad(bad, size, eps[i][0], "expected a tcp:// or ipc:// endpoint");
+            config_fail(cfg, eps[i][0], "%s", "expected a tcp:// or ipc:// endpoint");
     if (c->broker_key && !keys_z85_valid(c->broker_key))
-        s_bad(bad, size, "SX_BROKER_PUBLIC_KEY", "expected 40 Z85 characters");
+        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
     char err[512];
     if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        s_bad(bad, size, "SX_KEY_FILE", err);
+        config_fail(cfg, "SX_KEY_FILE", "%s", err);
     struct stat st;
     if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        s_bad(bad, size, "SX_SCHEMAS", "not a directory");
+        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
 }
 
 static int
@@ -132,25 +123,25 @@ main(void)
     config_t *cfg = config_new();
     s_config_t c = {0};
     recording_t app = {0};
-    char bad[4096] = "", err[512] = "";
+    char err[512] = "";
     if (!cfg) {
         fprintf(stderr, "sx-recording: out of memory\n");
         return 1;
     }
-    s_read_config(cfg, &c, bad, sizeof bad);
+    s_read_config(cfg, &c);
     keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
     if (c.keys_file && !keys)
-        s_bad(bad, sizeof bad, "SX_KEYS_FILE", err);
+        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
     keys_destroy(&keys);
     bool created = false;
     if (c.sign_key && archive_key_load(c.sign_key, true, &app, &created, err, sizeof err) < 0)
-        s_bad(bad, sizeof bad, "SX_RECORDING_SIGN_KEY", err);
+        config_fail(cfg, "SX_RECORDING_SIGN_KEY", "%s", err);
     db_t *probe = c.pg_url ? db_new(c.pg_url, "sx-recording") : NULL;
     if (c.pg_url && !probe)
-        s_bad(bad, sizeof bad, "SX_PG_URL", "not a libpq connection string");
+        config_fail(cfg, "SX_PG_URL", "%s", "not a libpq connection string");
     db_destroy(&probe);
-    if (bad[0]) {
-        fprintf(stderr, "sx-recording: bad settings:\n%s\n", bad);
+    if (config_error(cfg)) {
+        fprintf(stderr, "sx-recording: bad settings:\n%s\n", config_error(cfg));
         explicit_bzero(c.sec, sizeof c.sec);
         sodium_memzero(app.sign_sk, sizeof app.sign_sk);
         config_destroy(&cfg);

@@ -85,8 +85,8 @@ test_malformed_int_names_variable_and_range(void **state)
 static void
 test_int_edge_forms_refused(void **state)
 {
-    static const char *const bad[] = {" 5", "5 ", "+5", "5x", "0x10", "99999999999999999999",
-                                      "1e3", "-", "65536", "0"};
+    static const char *const bad[] = {" 5",  "5 ", "+5",    "5x", "0x10", "99999999999999999999",
+                                      "1e3", "-",  "65536", "0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         config_t *cfg = config_new();
         setenv("SX_T_A", bad[i], 1);
@@ -146,6 +146,17 @@ test_control_characters_refused_and_not_echoed(void **state)
     assert_non_null(strstr(err, "SX_T_A: expected text without control characters"));
 }
 
+static void
+test_later_checks_join_the_same_list(void **state)
+{
+    config_t *cfg = *state;
+    setenv("SX_T_A", "x", 1);
+    config_int(cfg, "SX_T_A", 1, 0, 9);
+    config_fail(cfg, "SX_T_B", "%s: %s", "/etc/keys", "no such file");
+    assert_string_equal(config_error(cfg), "SX_T_A: expected an integer in 0..9, got \"x\"\n"
+                                           "SX_T_B: /etc/keys: no such file");
+}
+
 int
 main(void)
 {
@@ -160,6 +171,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_enum_lists_allowed_values, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_control_characters_refused_and_not_echoed, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_later_checks_join_the_same_list, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
