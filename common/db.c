@@ -376,6 +376,18 @@ s_connect(db_t *self, int max_wait_ms)
     }
 }
 
+db_t *
+db_open(const char *conninfo, const char *application_name, int max_wait_ms)
+{
+    db_t *db = db_new(conninfo, application_name);
+    if (db && db_connect(db, max_wait_ms) < 0) {
+        log_error("postgres not reachable", "conn=%s error=%s",
+                  application_name ? application_name : "-", db_error(db));
+        db_destroy(&db);
+    }
+    return db;
+}
+
 int
 db_connect(db_t *self, int max_wait_ms)
 {
@@ -961,8 +973,8 @@ s_apply(db_t *self, const char *ident, const char *table, const s_mig_t *m)
                m->file);
         goto fail;
     }
-    snprintf(sql, sizeof sql,
-             "INSERT INTO %s.%s (version, name, checksum) VALUES ($1, $2, $3)", ident, table);
+    snprintf(sql, sizeof sql, "INSERT INTO %s.%s (version, name, checksum) VALUES ($1, $2, $3)",
+             ident, table);
     char v[16];
     snprintf(v, sizeof v, "%d", m->version);
     const char *vals[3] = {v, m->file, m->sum};
@@ -1084,8 +1096,7 @@ db_migrate_set(db_t *self, const char *schema, const char *set, const char *dir)
     char default_dir[1024];
     if (!dir) {
         const char *top = getenv("SX_SCHEMAS");
-        snprintf(default_dir, sizeof default_dir, "%s/sql/%s", top && *top ? top : "schemas",
-                 set);
+        snprintf(default_dir, sizeof default_dir, "%s/sql/%s", top && *top ? top : "schemas", set);
         dir = default_dir;
     }
     /* The record table's name is spliced into SQL: hold it to a short identifier. */
@@ -1094,8 +1105,7 @@ db_migrate_set(db_t *self, const char *schema, const char *set, const char *dir)
     for (const char *p = set; *p && set_ok; p++)
         set_ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
     if (!set_ok) {
-        s_errf(self, "", "migrations: bad set name \"%.40s\" (expected [a-z][a-z0-9_]{0,31})",
-               set);
+        s_errf(self, "", "migrations: bad set name \"%.40s\" (expected [a-z][a-z0-9_]{0,31})", set);
         return -1;
     }
     snprintf(table, sizeof table, "%s_migrations", set);

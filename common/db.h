@@ -50,6 +50,11 @@ typedef struct db db_t;
  * text, which may hold a password) or when out of memory. */
 db_t *db_new(const char *conninfo, const char *application_name);
 
+/* db_new and db_connect(max_wait_ms) in one, for a service starting up: returns the
+ * connected handle, or NULL (the reason logged at error, naming application_name) when
+ * conninfo is malformed or the server did not answer in time. */
+db_t *db_open(const char *conninfo, const char *application_name, int max_wait_ms);
+
 /* Closes the connection and frees the handle; sets *self_p to NULL. Idempotent. An open
  * transaction is rolled back by the server. */
 void db_destroy(db_t **self_p);
@@ -98,8 +103,8 @@ int db_prepare(db_t *self, const char *name, const char *sql, int nparams);
  * one connection can hold it for several schemas. Returns 0, or -1 (bad schema, name or
  * SQL too long, or db_prepare's errors). */
 #define DB_STMT_NAME_MAX 64
-int db_prepare_in(db_t *self, const char *schema, const char *what, const char *tmpl,
-                  int nparams, char name[DB_STMT_NAME_MAX]);
+int db_prepare_in(db_t *self, const char *schema, const char *what, const char *tmpl, int nparams,
+                  char name[DB_STMT_NAME_MAX]);
 
 /* Executes the prepared statement name with nparams values (values[i] == NULL is SQL
  * NULL; lengths and formats as for PQexecPrepared, NULL = all text), asking for results

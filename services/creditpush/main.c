@@ -127,17 +127,6 @@ s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static db_t *
-s_db(const char *url, const char *name)
-{
-    db_t *db = db_new(url, name);
-    if (db && db_connect(db, 30000) < 0) {
-        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
-        db_destroy(&db);
-    }
-    return db;
-}
-
 /* The retry timer's deadline from Postgres, for timer_rearm. */
 static int
 s_source(void *arg, timer_batch_t *batch)
@@ -244,9 +233,9 @@ main(void)
         log_error("signalfd failed", "error=%s", strerror(errno));
         goto done;
     }
-    if (!(db_rpc = s_db(c.pg_url, "sx-creditpush")) ||
-        !(db_sub = s_db(c.pg_url, "sx-creditpush-publication")) ||
-        !(db_push = s_db(c.pg_url, "sx-creditpush-deliver")))
+    if (!(db_rpc = db_open(c.pg_url, "sx-creditpush", 30000)) ||
+        !(db_sub = db_open(c.pg_url, "sx-creditpush-publication", 30000)) ||
+        !(db_push = db_open(c.pg_url, "sx-creditpush-deliver", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);

@@ -155,17 +155,6 @@ s_drain_heard(void *sock, s_heard_t *h)
     }
 }
 
-static db_t *
-s_db(const char *url, const char *name)
-{
-    db_t *db = db_new(url, name);
-    if (db && db_connect(db, 30000) < 0) {
-        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
-        db_destroy(&db);
-    }
-    return db;
-}
-
 int
 main(void)
 {
@@ -231,10 +220,10 @@ main(void)
         goto done;
     }
     /* One connection per user: the door, the relay, the review subscriber, deadlines. */
-    if (!(db_rpc = s_db(c.pg_url, "sx-intake")) ||
-        !(db_relay = s_db(c.pg_url, "sx-intake-relay")) ||
-        !(db_review = s_db(c.pg_url, "sx-intake-review")) ||
-        !(db_dl = s_db(c.pg_url, "sx-intake-deadlines")))
+    if (!(db_rpc = db_open(c.pg_url, "sx-intake", 30000)) ||
+        !(db_relay = db_open(c.pg_url, "sx-intake-relay", 30000)) ||
+        !(db_review = db_open(c.pg_url, "sx-intake-review", 30000)) ||
+        !(db_dl = db_open(c.pg_url, "sx-intake-deadlines", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);

@@ -102,17 +102,6 @@ s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static db_t *
-s_db(const char *url, const char *name)
-{
-    db_t *db = db_new(url, name);
-    if (db && db_connect(db, 30000) < 0) {
-        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
-        db_destroy(&db);
-    }
-    return db;
-}
-
 /* Claims due timers, fires them, arms new drafts; rearms everything when Redis lost them. */
 static void
 s_timers(db_t *db, timers_t *timers)
@@ -187,10 +176,10 @@ main(void)
         log_error("signalfd failed", "error=%s", strerror(errno));
         goto done;
     }
-    if (!(db_rpc = s_db(c.pg_url, "sx-publication")) ||
-        !(db_relay = s_db(c.pg_url, "sx-publication-relay")) ||
-        !(db_sub = s_db(c.pg_url, "sx-publication-intake")) ||
-        !(db_dl = s_db(c.pg_url, "sx-publication-deadlines")))
+    if (!(db_rpc = db_open(c.pg_url, "sx-publication", 30000)) ||
+        !(db_relay = db_open(c.pg_url, "sx-publication-relay", 30000)) ||
+        !(db_sub = db_open(c.pg_url, "sx-publication-intake", 30000)) ||
+        !(db_dl = db_open(c.pg_url, "sx-publication-deadlines", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);

@@ -106,17 +106,6 @@ s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static db_t *
-s_db(const char *url, const char *name)
-{
-    db_t *db = db_new(url, name);
-    if (db && db_connect(db, 30000) < 0) {
-        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
-        db_destroy(&db);
-    }
-    return db;
-}
-
 int
 main(void)
 {
@@ -180,9 +169,9 @@ main(void)
         goto done;
     }
     /* One connection per user: the door, the relay, the intake subscriber. */
-    if (!(db_rpc = s_db(c.pg_url, "sx-recording")) ||
-        !(db_relay = s_db(c.pg_url, "sx-recording-relay")) ||
-        !(db_sub = s_db(c.pg_url, "sx-recording-events")))
+    if (!(db_rpc = db_open(c.pg_url, "sx-recording", 30000)) ||
+        !(db_relay = db_open(c.pg_url, "sx-recording-relay", 30000)) ||
+        !(db_sub = db_open(c.pg_url, "sx-recording-events", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);

@@ -119,17 +119,6 @@ s_per_event(db_t *tx, const bus_event_t *ev, void *arg, char *why, size_t whylen
     return events_handle(tx, ev, 1, arg);
 }
 
-static db_t *
-s_db(const char *url, const char *name)
-{
-    db_t *db = db_new(url, name);
-    if (db && db_connect(db, 30000) < 0) {
-        log_error("postgres not reachable", "conn=%s error=%s", name, db_error(db));
-        db_destroy(&db);
-    }
-    return db;
-}
-
 int
 main(void)
 {
@@ -186,10 +175,10 @@ main(void)
         goto done;
     }
     /* One connection per user: the door, the relay, the intake subscriber, deadlines. */
-    if (!(db_rpc = s_db(c.pg_url, "sx-review")) ||
-        !(db_relay = s_db(c.pg_url, "sx-review-relay")) ||
-        !(db_sub = s_db(c.pg_url, "sx-review-intake")) ||
-        !(db_dl = s_db(c.pg_url, "sx-review-deadlines")))
+    if (!(db_rpc = db_open(c.pg_url, "sx-review", 30000)) ||
+        !(db_relay = db_open(c.pg_url, "sx-review-relay", 30000)) ||
+        !(db_sub = db_open(c.pg_url, "sx-review-intake", 30000)) ||
+        !(db_dl = db_open(c.pg_url, "sx-review-deadlines", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);
