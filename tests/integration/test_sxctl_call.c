@@ -679,9 +679,9 @@ test_tail_heartbeats(void **state)
     setenv("SX_BROKER_PUBLIC_KEY", fx->broker.pub, 1);
     s_bg_t plain, hb;
     pthread_t t1, t2;
-    /* Generous timeouts: the event is sent only once the heartbeat tail is done, so on a
-     * loaded machine the plain tail's wait covers both tails' start-up. */
-    s_bg_start(&plain, &t1, "tail", "", "--count", "1", "--timeout", "40000", NULL);
+    /* The event is sent only once the heartbeat tail is done, so the plain tail's wait
+     * covers both tails' start-up. */
+    s_bg_start(&plain, &t1, "tail", "", "--count", "1", "--timeout", "25000", NULL);
     s_bg_start(&hb, &t2, "tail", "_hb.", "--heartbeats", "--count", "1", "--timeout", "20000",
                NULL);
     void *ctx = zmq_ctx_new();
@@ -693,7 +693,7 @@ test_tail_heartbeats(void **state)
     assert_int_equal(evmsg_encode(&env, &hdr, "\x80", 1, &err), 0);
     /* Heartbeats all along (the plain tail hears and skips them); once the heartbeat tail
      * has its one, the event too, until the plain tail has it. */
-    for (int64_t end = s_now_ms() + 40000;
+    for (int64_t end = s_now_ms() + 25000;
          !(atomic_load(&plain.done) && atomic_load(&hb.done)) && s_now_ms() < end;) {
         s_send(pub, "_hb.relay", env.data, env.size);
         if (atomic_load(&hb.done))

@@ -78,7 +78,9 @@ ts_run(const char *const argv[], const char *input, char *out, size_t out_size, 
        size_t err_size)
 {
     int pin[2], pout[2], perr[2];
-    if (pipe(pin) || pipe(pout) || pipe(perr))
+    /* O_CLOEXEC: a child forked at the same time by another thread (tests run commands
+     * concurrently) must not inherit these ends, or this reader never sees EOF. */
+    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
         return -1;
     pid_t pid = fork();
     if (pid < 0)
