@@ -47,7 +47,7 @@ TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
 # linked with tests/support/*.c
 SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
-TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/fault/test_*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/fault/test_*.c tests/e2e/test_*.c))
 TEST_BINS := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
 
 # A service's own logic tested directly: tests/services/<svc>/test_<x>.c becomes
@@ -57,7 +57,7 @@ svc_of = $(word 3,$(subst /, ,$(1)))
 svc_test_bin = $(BUILD)/tests/test_$(call svc_of,$(1))_$(patsubst test_%,%,$(notdir $(1:.c=)))
 TEST_BINS += $(foreach t,$(SVC_TEST_SRC),$(call svc_test_bin,$(t)))
 
-.PHONY: all test asan fuzz run format deps clean bench-bus
+.PHONY: all test asan fuzz run format deps clean
 all: $(LIBSX) $(SERVICE_BINS) $(TOOL_BINS)
 
 # Installs missing Debian packages first (a no-op when all are present).
@@ -138,14 +138,13 @@ fuzz: deps $(FUZZ_BINS)
 
 # Benchmarks: a table on stdout and build/bench/<name>.json, with a reference figure
 # measured in the same run. Under throw-away servers with fsync on.
-bench-bus: deps all
+# Each tools/bench/<name>.sh is `make bench-<name>`.
+BENCHES := $(notdir $(basename $(wildcard tools/bench/*.sh)))
+.PHONY: $(BENCHES:%=bench-%)
+$(BENCHES:%=bench-%): bench-%: deps all
+	@mkdir -p build/bench
 	@SX_PG_FSYNC=1 ./tests/harness/with-servers env SX_BIN=$(TOP)/$(BUILD)/bin \
-		BENCH_OUT=$(TOP)/build/bench/bus.json ./tools/bench/bus.sh
-
-.PHONY: bench-intake
-bench-intake: deps all
-	@SX_PG_FSYNC=1 ./tests/harness/with-servers env SX_BIN=$(TOP)/$(BUILD)/bin \
-		BENCH_OUT=$(TOP)/build/bench/intake.json ./tools/bench/intake.sh
+		BENCH_OUT=$(TOP)/build/bench/$*.json ./tools/bench/$*.sh
 
 run: deps all
 	@./deploy/dev-stack
