@@ -1,5 +1,6 @@
 /* events: sx-review's subscriber of stream "intake" (registry.* and case.*,
- * schemas/messages/intake/) and its review deadlines.
+ * schemas/messages/intake/). The deadlines it writes on a task are followed by
+ * deadlines.c.
  *
  * Registry events keep review's own copies (agency, officer, rule, band: the highest
  * version wins). case.opened / case.recorded record who handled a case; case.decided
@@ -27,11 +28,5 @@ int events_prepare(db_t *db);
 /* The batch handler (bus_batch_fn; arg is the review_t). Returns 0, or -1 when the
  * database failed (the batch is retried). */
 int events_handle(db_t *tx, const bus_event_t *events, int n, void *arg);
-
-/* Marks the open tasks due on or before today (CST) overdue and emits review.overdue;
- * those whose warning day has come get review.due_soon once. In its own transaction on
- * db; then sets app's gauges when it has them. Returns the number of events emitted, or
- * -1. */
-int events_sweep_deadlines(db_t *db, const review_t *app, int64_t now_unix_ms);
 
 #endif

@@ -1,9 +1,10 @@
 /* sx-review: legal review of major enforcement decisions (重大执法决定法制审核). Settings,
  * sockets and the loop; the rules live in catalogue.c, reviewers.c, discretion.c,
- * opinion.c and events.c (review.h).
+ * opinion.c, settings.c, events.c and deadlines.c (review.h).
  *
  * Settings (environment):
  *   SX_PG_URL              PostgreSQL (libpq URL), required
+ *   SX_REDIS_URL           Redis for the deadline timers (redis://host[:port][/db]), required
  *   SX_REVIEW_BIND         the reviewers' door (ROUTER, CURVE), default tcp://127.0.0.1:7731
  *   SX_KEY_FILE            review's key pair (sxctl keygen; mode 0600), required
  *   SX_KEYS_FILE           public key -> identity, for ZAP; reloaded on SIGHUP, required
@@ -12,7 +13,9 @@
  *   SX_BROKER_PUBLIC_KEY   the broker's public key, Z85; all three required
  *   SX_REVIEW_POOL_AGENCY  the legal office's agency code: its reviewers are the city pool
  *                          (法律顾问 / 公职律师) and it answers escalations; optional
- *   SX_REVIEW_SWEEP_MS     how often review deadlines are checked, default 60000
+ *   SX_REVIEW_SWEEP_MS     how often every open task's deadline timers are armed again
+ *                          from PostgreSQL (a repair: new tasks are armed within a second)
+ *                          and the task gauges refreshed, default 60000
  *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9104
  *   SX_CALENDAR            the working-day calendar file (default: see workday.h)
  *   SX_SCHEMAS             the schemas directory (sql/review, sql/bus, sql/rpc), default
@@ -33,19 +36,21 @@
 
 #include "bus.h"
 #include "config.h"
+#include "deadlines.h"
 #include "events.h"
 #include "ident.h"
 #include "keys.h"
 #include "log.h"
 #include "opinion.h"
 #include "review.h"
+#include "settings.h"
 #include "util.h"
 #include "zsock.h"
 
 #define S_SUB_RETRY_MS 2000
 
 typedef struct {
-    const char *pg_url, *bind, *key_file, *keys_file, *ops_bind, *schemas, *pool;
+    const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas, *pool;
     const char *broker_pub, *broker_sub, *broker_key, *calendar;
     int ops_port;
     long sweep_ms;
@@ -58,6 +63,7 @@ s_read_config(config_t *cfg, s_config_t *c)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
+    c->redis_url = config_str(cfg, "SX_REDIS_URL", NULL);
     c->bind = config_str(cfg, "SX_REVIEW_BIND", "tcp://127.0.0.1:7731");
     c->key_file = config_str(cfg, "SX_KEY_FILE", NULL);
     c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
@@ -71,10 +77,13 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    const char *required[][2] = {
-        {"SX_PG_URL", c->pg_url},         {"SX_KEY_FILE", c->key_file},
-        {"SX_KEYS_FILE", c->keys_file},   {"SX_BROKER_PUB", c->broker_pub},
-        {"SX_BROKER_SUB", c->broker_sub}, {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
+    const char *required[][2] = {{"SX_PG_URL", c->pg_url},
+                                 {"SX_REDIS_URL", c->redis_url},
+                                 {"SX_KEY_FILE", c->key_file},
+                                 {"SX_KEYS_FILE", c->keys_file},
+                                 {"SX_BROKER_PUB", c->broker_pub},
+                                 {"SX_BROKER_SUB", c->broker_sub},
+                                 {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i][1])
             config_fail(cfg, required[i][0], "%s", "required");
@@ -138,6 +147,9 @@ main(void)
                                 : workday_load_default(err, sizeof err);
     if (!cal)
         config_fail(cfg, "SX_CALENDAR", "%s", err);
+    timers_t *timers = c.redis_url ? timers_new(c.redis_url, "review", err, sizeof err) : NULL;
+    if (c.redis_url && !timers)
+        config_fail(cfg, "SX_REDIS_URL", "%s", err);
     db_t *probe = c.pg_url ? db_new(c.pg_url, "sx-review") : NULL;
     if (c.pg_url && !probe)
         config_fail(cfg, "SX_PG_URL", "%s", "not a libpq connection string");
@@ -145,6 +157,7 @@ main(void)
     if (config_error(cfg)) {
         fprintf(stderr, "sx-review: bad settings:\n%s\n", config_error(cfg));
         workday_destroy(&cal);
+        timers_destroy(&timers);
         explicit_bzero(c.sec, sizeof c.sec);
         config_destroy(&cfg);
         return 78;
@@ -166,6 +179,7 @@ main(void)
     rpc_server_t *rpc = NULL;
     bus_relay_t *relay = NULL;
     bus_sub_t *intake = NULL;
+    deadlines_t *deadlines = NULL;
     void *pub = NULL, *sub = NULL;
     db_t *db_rpc = NULL, *db_relay = NULL, *db_sub = NULL, *db_dl = NULL;
     char dir[3][4200];
@@ -199,6 +213,7 @@ main(void)
     ops_metric_t *m_refuse = ops_counter(ops, "sx_review_connections_refused_total", NULL,
                                          "Connections refused by ZAP (unknown key, not CURVE)");
     ops_check(ops, "postgres", ops_check_postgres, (void *)c.pg_url);
+    ops_check(ops, "redis", ops_check_redis, (void *)c.redis_url);
 
     if (!(zap = zap_new(ctx, err, sizeof err)) || zap_allow(zap, "review", "dept:") < 0 ||
         zap_allow(zap, "review", "svc:") < 0 ||
@@ -213,13 +228,22 @@ main(void)
     app.m_overdue = ops_gauge(ops, "sx_review_tasks_overdue", NULL, "Review tasks open past due");
     app.m_understaffed = ops_gauge(ops, "sx_review_agencies_understaffed", NULL,
                                    "Agencies with reviewers below 5% of officers (item 19)");
+    /* The keeper owns db_dl and the timers from here on, also when it fails. */
+    deadlines = deadlines_new(db_dl, timers, &app, c.sweep_ms);
+    db_dl = NULL;
+    timers = NULL;
+    if (!deadlines) {
+        log_error("deadline timers not started", "redis=%s", c.redis_url);
+        goto done;
+    }
     rpc = rpc_server_new(ctx, zap, "review", c.sec, c.bind, db_rpc, REVIEW_SCHEMA, err, sizeof err);
     if (!rpc) {
         log_error("request door not opened", "bind=%s error=%s", c.bind, err);
         goto done;
     }
     if (rpc_set_metrics(rpc, ops, "review") < 0 || opinion_prepare(db_rpc) < 0 ||
-        opinion_register(rpc, &app) < 0 || reviewers_register(rpc, &app) < 0) {
+        opinion_register(rpc, &app) < 0 || reviewers_register(rpc, &app) < 0 ||
+        settings_prepare(db_rpc) < 0 || settings_register(rpc, &app) < 0) {
         log_error("ops not registered", "bind=%s error=%s", c.bind, db_error(db_rpc));
         goto done;
     }
@@ -245,7 +269,7 @@ main(void)
     bus_sub_set_batch_handler(intake, events_handle);
     ops_check(ops, "broker", bus_sub_check, intake);
     bool started = bus_sub_start(intake) == 0;
-    int64_t sub_retry = util_mono_ms() + S_SUB_RETRY_MS, sweep_due = util_mono_ms();
+    int64_t sub_retry = util_mono_ms() + S_SUB_RETRY_MS, deadlines_due = util_mono_ms();
     log_info("review started", "bind=%s ops_port=%d broker_pub=%s broker_sub=%s pool=%s", c.bind,
              ops_port(ops), c.broker_pub, c.broker_sub, c.pool ? c.pool : "-");
 
@@ -260,8 +284,8 @@ main(void)
         int64_t wait = relay_due - now;
         if (!started && sub_retry - now < wait)
             wait = sub_retry - now;
-        if (sweep_due - now < wait)
-            wait = sweep_due - now;
+        if (deadlines_due - now < wait)
+            wait = deadlines_due - now;
         if (zmq_poll(items, n,
                      wait < 0      ? 0
                      : wait > 1000 ? 1000
@@ -292,17 +316,16 @@ main(void)
             started = bus_sub_start(intake) == 0;
             sub_retry = now + S_SUB_RETRY_MS;
         }
-        if (now >= sweep_due) {
-            if (events_sweep_deadlines(db_dl, &app, util_unix_ms()) < 0)
-                log_error("deadline sweep failed", "error=%s", db_error(db_dl));
-            sweep_due = now + c.sweep_ms;
-        }
+        if (now >= deadlines_due)
+            deadlines_due = now + deadlines_step(deadlines, timer_now_ms());
     }
     log_info("review stopping", "signal=%s", "term");
     rc = 0;
 done:
     bus_sub_destroy(&intake);
     bus_relay_destroy(&relay);
+    deadlines_destroy(&deadlines);
+    timers_destroy(&timers);
     rpc_server_destroy(&rpc);
     zsock_close(&pub);
     zsock_close(&sub);

@@ -52,6 +52,11 @@ opinion_decode(const evmsg_map_t *body, opinion_t *op, int *missing, evmsg_err_t
     if (err->reason[0])
         return -1;
     op->verdict = (opinion_verdict_t)v;
+    for (int i = 0; i < OPINION_POINTS; i++)
+        if (!op->pass[i] && !op->comment[i][0]) {
+            *missing = i; /* a failed point is what the department must act on: say why */
+            return -3;
+        }
     int failed = 0;
     for (int i = 0; i < OPINION_POINTS; i++)
         failed += !op->pass[i];
@@ -206,7 +211,7 @@ opinion_prepare(db_t *db)
             "  count(*) FILTER (WHERE stage = 'investigation') || ',' ||"
             "  count(*) FILTER (WHERE stage = 'review_decision') || ',' ||"
             "  count(*) FILTER (WHERE stage = 'service_execution')"
-            "  FROM review.case_record r WHERE r.case_id = t.case_id)"
+            "  FROM review.case_record r WHERE r.case_id = t.case_id), o.html"
             " FROM review.task t LEFT JOIN review.opinion o ON o.task_id = t.id"
             " WHERE t.id = $1",
             1) < 0 ||
@@ -388,7 +393,7 @@ s_get(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 19);
+        msgpack_pack_map(&pk, 20);
         review_pack_int(&pk, "task_id", tid);
         review_pack_int(&pk, "case_id", strtoll(PQgetvalue(r, 0, 1), NULL, 10));
         review_pack_int(&pk, "proposal_version", strtoll(PQgetvalue(r, 0, 2), NULL, 10));
@@ -424,6 +429,7 @@ s_get(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
             review_pack_int(&pk, stages[k], counts[k]);
         review_pack_str(&pk, "verdict", PQgetisnull(r, 0, 17) ? NULL : PQgetvalue(r, 0, 17));
         review_pack_str(&pk, "opinion", PQgetisnull(r, 0, 18) ? NULL : PQgetvalue(r, 0, 18));
+        review_pack_str(&pk, "opinion_html", PQgetisnull(r, 0, 22) ? NULL : PQgetvalue(r, 0, 22));
         PQfreemem(proposal);
         PQclear(r);
         rpc_ok(req, sb.data, sb.size);
@@ -472,6 +478,15 @@ s_opinion_one(db_t *db, rpc_req_t *req, review_out_t *out, int64_t now_ms)
     }
     if (rc == -1) {
         rpc_fail_evmsg(req, &err);
+        return 0;
+    }
+    if (rc == -3) {
+        char field[64], zh[128], en[160];
+        snprintf(field, sizeof field, "body.points.%s.comment", opinion_point_keys[missing]);
+        snprintf(zh, sizeof zh, "审核要点不通过须说明理由：%s", opinion_point_names[missing]);
+        snprintf(en, sizeof en, "point %s (%s) fails: its comment must say why",
+                 opinion_point_keys[missing], opinion_point_names[missing]);
+        rpc_fail(req, "missing_field", field, zh, en);
         return 0;
     }
     if (rc == -2) {

@@ -19,7 +19,9 @@
 #define OPINION_COMMENT_MAX 360  /* bytes in a point's comment */
 #define OPINION_SUMMARY_MAX 500  /* bytes in the closing opinion */
 #define OPINION_TEXT_MAX    4000 /* the rendered text fits review.approved's opinion */
-#define OPINION_HTML_MAX    16000
+/* HTML: every input byte may become a 6-byte entity (&quot;): 6 x (7 x 360 + 500 + 2 x 64)
+ * plus the page, about 20 KB; 16000 refused valid opinions as too large. */
+#define OPINION_HTML_MAX 32768
 
 typedef enum { OPINION_APPROVE, OPINION_PROBLEMS, OPINION_REFER } opinion_verdict_t;
 
@@ -45,7 +47,8 @@ typedef struct {
 /* Reads body.points (a map of the seven keys, each {pass, comment}), body.verdict and
  * body.summary into *op. Returns 0; -1 with err set (a missing point reads
  * "body.points.facts: missing"; *missing then is its index, else -1); -2 when the
- * verdict contradicts the points (why says how). */
+ * verdict contradicts the points (why says how); -3 when a point fails without a
+ * comment saying why (*missing is its index). */
 int opinion_decode(const evmsg_map_t *body, opinion_t *op, int *missing, evmsg_err_t *err,
                    char *why, size_t whylen);
 

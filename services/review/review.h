@@ -5,8 +5,10 @@
  *   reviewers.c   the city-wide reviewer database (法制审核人员数据库) and assignment
  *   discretion.c  the discretion check (自由裁量基准) that flags a task
  *   opinion.c     the seven points, the verdict, the opinion (法制审核意见书) and the ops
- *   events.c      the subscriber of stream "intake" (registry.*, case.*) and the
- *                 deadline sweep
+ *   settings.c    per-agency review days, set by the legal office (review.days.set)
+ *   events.c      the subscriber of stream "intake" (registry.*, case.*)
+ *   deadlines.c   the tasks' deadlines as Redis timers (review.due_soon, review.overdue,
+ *                 the statutory_limit flag), armed again from PostgreSQL
  *
  * Identities (ZAP User-Id, deploy/keys): `dept:<code>:reviewer` is an agency's legal
  * review office (法制审核机构, item 12); it names the reviewer acting (a cert_no of the
@@ -41,8 +43,8 @@ typedef struct {
     const workday_t *calendar; /* the official working-day calendar */
     const char *pool_agency;   /* the legal office's code: its reviewers are the pool */
     ops_t *ops;                /* metrics; may be NULL in tests */
-    /* Gauges the deadline sweep sets (NULL: not kept): open and overdue tasks, agencies
-     * below 5% reviewers (item 19). */
+    /* Gauges deadlines.c sets at each full rearm (NULL: not kept): open and overdue
+     * tasks, agencies below 5% reviewers (item 19). */
     ops_metric_t *m_open, *m_overdue, *m_understaffed;
 } review_t;
 

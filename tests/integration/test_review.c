@@ -3,7 +3,8 @@
  * review as events; a proposal that needs review cannot be decided until review's
  * reviewer approves it (returned first, proposed again, approved); one that needs none
  * is let through with the reason; kill -9 of review mid-stream loses and duplicates no
- * task; bad settings exit 78. */
+ * task; deadline timers fire once across a restart and a Redis flush; bad settings exit
+ * 78. */
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <zmq.h>
 
@@ -137,16 +139,63 @@ s_wait_up(int port)
     assert_true(tp_now_ms() < end);
 }
 
+/* sx-review, fully rearming its timers from Postgres every sweep_ms. */
 static pid_t
-s_start_review(fx_t *fx)
+s_start_review_sweep(fx_t *fx, int sweep_ms)
 {
-    char bind[96], ops[32];
+    char bind[96], ops[32], sweep[48];
     snprintf(bind, sizeof bind, "SX_REVIEW_BIND=%s", fx->review_ep);
     snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->review_ops);
-    const char *env[] = {bind, ops, "SX_REVIEW_POOL_AGENCY=" POOL, "SX_REVIEW_SWEEP_MS=500", NULL};
+    snprintf(sweep, sizeof sweep, "SX_REVIEW_SWEEP_MS=%d", sweep_ms);
+    const char *env[] = {bind, ops, "SX_REVIEW_POOL_AGENCY=" POOL, sweep, NULL};
     pid_t pid = tp_world_spawn(&fx->w, "sx-review", NULL, "review", "review", env);
     s_wait_up(fx->review_ops);
     return pid;
+}
+
+static pid_t
+s_start_review(fx_t *fx)
+{
+    return s_start_review_sweep(fx, 500);
+}
+
+static void
+s_sql(fx_t *fx, const char *sql)
+{
+    PGresult *r = PQexec(fx->pg, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+    PQclear(r);
+}
+
+static redisContext *
+s_redis(void)
+{
+    redisContext *rc = redisConnect("127.0.0.1", atoi(strrchr(ts_env("SX_REDIS_URL"), ':') + 1));
+    assert_true(rc && !rc->err);
+    return rc;
+}
+
+/* Whether review's timer kind:task is armed (in the due set). */
+static bool
+s_armed(redisContext *rc, const char *kind, int64_t task)
+{
+    char member[64];
+    snprintf(member, sizeof member, "%s:%" PRId64, kind, task);
+    redisReply *r = redisCommand(rc, "ZSCORE sx:timer:{review}:due %s", member);
+    bool armed = r && r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    return armed;
+}
+
+/* Waits up to ms for kind:task to be armed (want) or gone from the due set (!want). */
+static bool
+s_wait_armed(redisContext *rc, const char *kind, int64_t task, bool want, int ms)
+{
+    for (int64_t end = tp_now_ms() + ms; tp_now_ms() < end; tp_sleep_ms(50))
+        if (s_armed(rc, kind, task) == want)
+            return true;
+    return false;
 }
 
 /* The registry through intake's door, as the legal office (it may put every agency's). */
@@ -383,6 +432,70 @@ test_gate_end_to_end(void **state)
     assert_non_null(strstr(buf, "sx_review_agencies_understaffed 0"));
 }
 
+#define ALL_POINTS(basis)                                                                          \
+    "{" P("subject", "true") "," P("facts", "true") "," P("basis", basis) "," P(                   \
+        "discretion", "true") "," P("procedure", "true") "," P("documents",                        \
+                                                               "true") "," P("referral",           \
+                                                                             "true") "}"
+
+/* The department disagrees with a return and escalates through review's door; the legal
+ * office's approval stands, and intake's gate opens on it. */
+static void
+test_escalation_opens_the_gate(void **state)
+{
+    fx_t *fx = *state;
+    rpc_client_t *sys = s_client(fx, "dept", fx->review_ep, fx->review_pub);
+    rpc_client_t *legal = s_client(fx, "legal", fx->review_ep, fx->review_pub);
+    int64_t id = s_open(fx, 30);
+    s_propose(fx, id, "2");
+    int64_t t1 = s_task(fx, id, 1);
+    snprintf(s_body, sizeof s_body,
+             "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"problems\","
+             "\"points\":" ALL_POINTS("false") "}",
+             t1);
+    s_ok(fx, fx->rev, "review.opinion", s_body);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND proposal_version = 1 AND verdict = 'returned'",
+             id);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+
+    snprintf(s_body, sizeof s_body,
+             "{\"task_id\":%" PRId64 ",\"reason\":\"处罚依据充分，请求市司法局协调\"}", t1);
+    rpc_reply_t r = s_call(fx, sys, "review.escalate", s_body);
+    if (!r.ok)
+        fail_msg("review.escalate refused: %s %s %s", r.code, r.field, r.en);
+    int64_t e = s_result_int(&r, "task_id");
+    rpc_reply_clear(&r);
+    assert_true(e > t1);
+    /* the agency's reviewer may not answer it; the legal office does */
+    snprintf(s_body, sizeof s_body,
+             "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"approve\","
+             "\"points\":" ALL_POINTS("true") "}",
+             e);
+    r = s_call(fx, fx->rev, "review.opinion", s_body);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "forbidden");
+    rpc_reply_clear(&r);
+    snprintf(s_body, sizeof s_body,
+             "{\"task_id\":%" PRId64 ",\"reviewer\":\"LO-01\",\"verdict\":\"approve\","
+             "\"summary\":\"经协调，同意\",\"points\":" ALL_POINTS("true") "}",
+             e);
+    s_ok(fx, legal, "review.opinion", s_body);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
+             " AND proposal_version = 1 AND verdict = 'approved' AND reviewer = 'LO-01'",
+             id);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    r = s_decide(fx, id, 30);
+    if (!r.ok)
+        fail_msg("case.decide refused after the legal office's approval: %s %s", r.code, r.en);
+    rpc_reply_clear(&r);
+    rpc_client_destroy(&sys);
+    rpc_client_destroy(&legal);
+}
+
 static void
 test_not_required_let_through(void **state)
 {
@@ -401,25 +514,155 @@ test_not_required_let_through(void **state)
     rpc_reply_clear(&r);
 }
 
+/* kill -9 of review while intake's proposals stream in (the kill comes once review has
+ * opened some tasks, the proposals go on), then a restart: every proposal judged once,
+ * one task per required one and one review.not_required per other, none twice; and
+ * every task's deadline armed. */
 static void
 test_kill_mid_stream_loses_nothing(void **state)
 {
     fx_t *fx = *state;
-    enum { N = 40 };
+    enum { N = 60, KILL_AT = 10 };
     int64_t ids[N];
     for (int i = 0; i < N; i++)
         ids[i] = s_open(fx, 100 + i);
+    long long at_kill = -1;
     for (int i = 0; i < N; i++) {
-        if (i == N / 2)
+        s_propose(fx, ids[i], i % 5 == 4 ? "0.5" : "3"); /* every fifth needs no review */
+        if (at_kill < 0 && s_count(fx, "SELECT count(*) FROM review.judgement") >= KILL_AT) {
+            at_kill = s_count(fx, "SELECT count(*) FROM review.judgement");
             tp_stop(fx->review, SIGKILL, 5000);
-        s_propose(fx, ids[i], "3");
+            print_message("SIGKILL review after %lld of %d proposals judged, %d sent\n", at_kill, N,
+                          i + 1);
+        }
     }
+    assert_true(at_kill >= KILL_AT && at_kill < N);
     fx->review = s_start_review(fx);
-    assert_true(s_wait_count(fx, "SELECT count(*) FROM review.task", N, 20000));
-    tp_sleep_ms(500);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.task"), N);
-    assert_int_equal(s_count(fx, "SELECT count(DISTINCT case_id) FROM review.task"), N);
+    assert_true(s_wait_count(fx, "SELECT count(*) FROM review.judgement", N, 20000));
+    tp_sleep_ms(500); /* anything duplicated would show by now */
+    enum { NOT_REQUIRED = N / 5 };
     assert_int_equal(s_count(fx, "SELECT count(*) FROM review.judgement"), N);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.task"), N - NOT_REQUIRED);
+    assert_int_equal(s_count(fx, "SELECT count(DISTINCT case_id) FROM review.task"),
+                     N - NOT_REQUIRED);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.outbox WHERE topic ="
+                                 " 'review.not_required." AGENCY "'"),
+                     NOT_REQUIRED);
+    /* and no deadline lost: each task's timers are in Redis */
+    redisContext *rc = s_redis();
+    PGresult *r = PQexec(fx->pg, "SELECT id FROM review.task ORDER BY id");
+    assert_int_equal(PQntuples(r), N - NOT_REQUIRED);
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!s_wait_armed(rc, "overdue", strtoll(PQgetvalue(r, i, 0), NULL, 10), true, 5000))
+            fail_msg("task %s: overdue timer not armed", PQgetvalue(r, i, 0));
+    PQclear(r);
+    redisFree(rc);
+}
+
+#define TODAY_CST "(now() AT TIME ZONE 'Asia/Shanghai')::date"
+
+/* review's deadline events of one kind so far */
+static long long
+s_deadline_events(fx_t *fx, const char *event)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM review.outbox WHERE topic = '%s.%s'", event,
+             AGENCY);
+    return s_count(fx, sql);
+}
+
+/* Deadlines are timers in Redis, Postgres the truth: a task's timers are armed shortly
+ * after it opens; sx-review killed before they fire, while (as the clock would) the
+ * tasks' dates in Postgres come due, fires each once after its restart; firing the same
+ * timers again emits nothing; Redis losing everything loses no deadline. The full rearm
+ * is set to an hour here, so only the start and the flush can have re-armed. */
+static void
+test_deadline_timers_survive_restart_and_flush(void **state)
+{
+    fx_t *fx = *state;
+    tp_stop(fx->review, SIGTERM, 10000);
+    fx->review = s_start_review_sweep(fx, 3600000);
+    redisContext *rc = s_redis();
+    int64_t task[3];
+    for (int i = 0; i < 3; i++) {
+        int64_t id = s_open(fx, 20 + i);
+        s_propose(fx, id, "2");
+        task[i] = s_task(fx, id, 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_true(s_wait_armed(rc, "overdue", task[i], true, 8000));
+        assert_true(s_armed(rc, "warn", task[i]));
+    }
+
+    /* killed between scheduling and firing; meanwhile task 0 became overdue (its due day
+     * was yesterday) and task 1's warning day came (today) */
+    tp_stop(fx->review, SIGKILL, 5000);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE review.task SET warn_on = " TODAY_CST " - 2, due_on = " TODAY_CST " - 1"
+             " WHERE id = %" PRId64,
+             task[0]);
+    s_sql(fx, sql);
+    snprintf(sql, sizeof sql,
+             "UPDATE review.task SET warn_on = " TODAY_CST ", due_on = " TODAY_CST " + 3"
+             " WHERE id = %" PRId64,
+             task[1]);
+    s_sql(fx, sql);
+    fx->review = s_start_review_sweep(fx, 3600000);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM review.outbox WHERE topic = 'review.overdue.%s'", AGENCY);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM review.outbox WHERE topic = 'review.due_soon.%s'", AGENCY);
+    assert_true(s_wait_count(fx, sql, 1, 10000));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND overdue AND warned",
+             task[0]);
+    assert_int_equal(s_count(fx, sql), 1);
+
+    /* the same timers fire again (a lost timer_done, another instance): nothing new */
+    char member[3][64];
+    snprintf(member[0], sizeof member[0], "overdue:%" PRId64, task[0]);
+    snprintf(member[1], sizeof member[1], "warn:%" PRId64, task[0]);
+    snprintf(member[2], sizeof member[2], "warn:%" PRId64, task[1]);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(redisCommand(rc, "ZADD sx:timer:{review}:due 1 %s", member[i]));
+    assert_true(s_wait_armed(rc, "overdue", task[0], false, 8000));
+    assert_true(s_wait_armed(rc, "warn", task[0], false, 8000));
+    assert_true(s_wait_armed(rc, "warn", task[1], false, 8000));
+    assert_int_equal(s_deadline_events(fx, "review.overdue"), 1);
+    assert_int_equal(s_deadline_events(fx, "review.due_soon"), 1);
+
+    /* task 2 comes due in Postgres: its timer in Redis still says days from now */
+    snprintf(sql, sizeof sql,
+             "UPDATE review.task SET warn_on = " TODAY_CST " - 3, due_on = " TODAY_CST " - 1"
+             " WHERE id = %" PRId64,
+             task[2]);
+    s_sql(fx, sql);
+    tp_sleep_ms(1500); /* a claim or two: nothing is due in Redis */
+    assert_int_equal(s_deadline_events(fx, "review.overdue"), 1);
+    /* Redis loses everything: review notices, rearms from Postgres, and task 2 fires */
+    freeReplyObject(redisCommand(rc, "FLUSHALL"));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM review.outbox WHERE topic = 'review.overdue.%s'", AGENCY);
+    assert_true(s_wait_count(fx, sql, 2, 10000));
+    redisReply *r = redisCommand(rc, "EXISTS sx:timer:{review}:armed");
+    assert_true(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    assert_true(s_wait_armed(rc, "overdue", task[1], true, 5000)); /* still pending: armed */
+    assert_false(s_armed(rc, "overdue", task[0]));                 /* done: not again */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND overdue",
+             task[2]);
+    assert_int_equal(s_count(fx, sql), 1);
+    assert_int_equal(s_deadline_events(fx, "review.overdue"), 2);
+    assert_int_equal(s_deadline_events(fx, "review.due_soon"), 1);
+    redisFree(rc);
+
+    /* what the restarted review says it did */
+    char buf[16384];
+    assert_int_equal(tp_http_get(fx->review_ops, "/metrics", buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "sx_review_deadline_events_total{kind=\"overdue\"} 2"));
+    assert_non_null(strstr(buf, "sx_review_deadline_events_total{kind=\"due_soon\"} 1"));
 }
 
 static void
@@ -431,8 +674,8 @@ test_bad_settings_exit_78(void **state)
     const char *argv[] = {"env", "-i", "SX_REVIEW_BIND=udp://x", "SX_REVIEW_POOL_AGENCY=nope",
                           bin,   NULL};
     assert_int_equal(ts_run(argv, NULL, out, sizeof out, err, sizeof err), 78);
-    const char *want[] = {"SX_PG_URL", "SX_KEY_FILE", "SX_REVIEW_BIND", "SX_REVIEW_POOL_AGENCY",
-                          "SX_BROKER_PUBLIC_KEY"};
+    const char *want[] = {"SX_PG_URL",      "SX_REDIS_URL",          "SX_KEY_FILE",
+                          "SX_REVIEW_BIND", "SX_REVIEW_POOL_AGENCY", "SX_BROKER_PUBLIC_KEY"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(err, want[i]))
             fail_msg("%s not named in: %s", want[i], err);
@@ -445,7 +688,10 @@ main(void)
         cmocka_unit_test(test_bad_settings_exit_78),
         cmocka_unit_test_setup_teardown(test_gate_end_to_end, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_not_required_let_through, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_escalation_opens_the_gate, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_kill_mid_stream_loses_nothing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_timers_survive_restart_and_flush, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests_name("review", tests, NULL, NULL);
 }

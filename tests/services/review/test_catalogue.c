@@ -256,6 +256,19 @@ test_opinion_points(void **state)
     assert_int_equal(
         s_decode("{\"verdict\":\"maybe\",\"points\":{" ALL_PASS "}}", &op, &missing, err, why), -1);
     assert_int_equal(missing, -1);
+    /* a failed point says why */
+    assert_int_equal(
+        s_decode("{\"verdict\":\"problems\",\"points\":{" P(
+                     "subject", "true") ","
+                                        "\"facts\":{\"pass\":false}," P("basis", "true") "," P(
+                                            "discretion",
+                                            "true") "," P("procedure",
+                                                          "true") "," P("documents",
+                                                                        "true") "," P("referral",
+                                                                                      "true") "}}",
+                 &op, &missing, err, why),
+        -3);
+    assert_int_equal(missing, 1);
 
     /* rendering: the seven points in order, the verdict, HTML escaped */
     assert_int_equal(
@@ -285,6 +298,13 @@ test_opinion_points(void **state)
     h.case_no = cno;
     h.reviewer = cno;
     assert_true(opinion_render_text(&op, &h, text, sizeof text) > 0);
+    /* and its HTML, every byte escaped to the longest entity (&quot;, six bytes) */
+    for (int i = 0; i < OPINION_POINTS; i++)
+        memset(op.comment[i], '"', OPINION_COMMENT_MAX);
+    memset(op.summary, '"', OPINION_SUMMARY_MAX);
+    memset(cno, '"', 64);
+    assert_true(opinion_render_text(&op, &h, text, sizeof text) > 0);
+    assert_true(opinion_render_html(&op, &h, html, sizeof html) > 0);
 }
 
 int

@@ -3,29 +3,17 @@
  * DEALER clients for each role. Tasks are opened by handing intake's events to the
  * subscriber's handler, as in test_events.c; the events review emits are read from its
  * outbox. */
-#include <inttypes.h>
+#include "rvfx.h"
+
 #include <pthread.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <zmq.h>
 
-#include "../../../services/review/events.h"
 #include "../../../services/review/opinion.h"
-#include "ident.h"
-#include "jsonmp.h"
+#include "../../../services/review/settings.h"
 #include "keys.h"
-#include "tsupport.h"
-#include "util.h"
-#include "workday.h"
 
 typedef struct {
     char pub[41], sec[41];
@@ -34,12 +22,8 @@ typedef struct {
 enum { K_REV_A, K_REV_B, K_SYS_A, K_LEGAL, K_POOL_REV, K_N };
 
 typedef struct {
-    char *url;
-    db_t *db, *srv_db;
-    workday_t *cal;
-    review_t app;
-    uint64_t seq;
-    char a[19], b[19], pool[19];
+    rvfx_t rv;
+    db_t *srv_db;
     void *ctx;
     zap_t *zap;
     rpc_server_t *srv;
@@ -57,122 +41,6 @@ s_server_thread(void *arg)
     while (!atomic_load(&fx->stop))
         rpc_server_poll(fx->srv, 10);
     return NULL;
-}
-
-static void
-s_code(char out[19], const char *body17)
-{
-    memcpy(out, body17, 17);
-    out[17] = ident_uscc_check_char(body17);
-    out[18] = '\0';
-}
-
-/* Hands one event (topic "<event>.<agency>", data as JSON) to the handler, committed. */
-static void
-s_ev(fx_t *fx, const char *event, const char *agency, const char *json)
-{
-    msgpack_sbuffer data, env;
-    msgpack_sbuffer_init(&data);
-    msgpack_sbuffer_init(&env);
-    jsonmp_err_t jerr;
-    if (jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr) < 0) {
-        char b[256];
-        fail_msg("json: %s: %s", jsonmp_err_str(&jerr, b, sizeof b), json);
-    }
-    evmsg_header_t h = {++fx->seq, fx->seq, "intake", util_unix_ms(), 1};
-    evmsg_err_t err = {{0}, {0}};
-    assert_int_equal(evmsg_encode(&env, &h, data.data, data.size, &err), 0);
-    evmsg_t *msg = NULL;
-    assert_int_equal(evmsg_decode(env.data, env.size, &msg, &err), 0);
-    char topic[160];
-    snprintf(topic, sizeof topic, "%s.%s", event, agency);
-    bus_event_t ev = {h.seq, h.aseq, h.at, 1, topic, msg};
-    assert_int_equal(db_begin(fx->db), 0);
-    if (events_handle(fx->db, &ev, 1, &fx->app) != 0)
-        fail_msg("events_handle: %s", db_error(fx->db));
-    assert_int_equal(db_commit(fx->db), 0);
-    evmsg_destroy(&msg);
-    msgpack_sbuffer_destroy(&data);
-    msgpack_sbuffer_destroy(&env);
-}
-
-static char *
-s_one(fx_t *fx, const char *sql, char *out, size_t size)
-{
-    PGresult *r = db_query(fx->db, sql, 0, NULL);
-    if (!r)
-        fail_msg("%s: %s", sql, db_error(fx->db));
-    snprintf(out, size, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "<none>");
-    PQclear(r);
-    return out;
-}
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    char b[64];
-    return atoll(s_one(fx, sql, b, sizeof b));
-}
-
-/* The data of the last outbox event as JSON (malloc'ed), its topic in topic. */
-static char *
-s_last_event(fx_t *fx, char *topic, size_t size)
-{
-    PGresult *r =
-        db_query(fx->db, "SELECT topic, data FROM review.outbox ORDER BY id DESC LIMIT 1", 0, NULL);
-    assert_non_null(r);
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(topic, size, "%s", PQgetvalue(r, 0, 0));
-    size_t len = 0;
-    unsigned char *bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 1), &len);
-    char *json = jsonmp_to_json(bytes, len, "data", NULL, NULL);
-    PQfreemem(bytes);
-    PQclear(r);
-    assert_non_null(json);
-    return json;
-}
-
-static void
-s_officer(fx_t *fx, const char *agency, const char *cert, int version, bool reviewer, bool lq,
-          bool active)
-{
-    char j[1024];
-    snprintf(j, sizeof j,
-             "{\"action\":\"put\",\"key\":\"%s\",\"version\":%d,\"entry\":{\"agency\":\"%s\","
-             "\"cert_no\":\"%s\",\"name\":\"n-%s\",\"valid_from\":\"2015-01-01\","
-             "\"valid_to\":\"2030-12-31\",\"area\":\"全市\",\"legal_qualified\":%s,"
-             "\"reviewer\":%s,\"active\":%s}}",
-             cert, version, agency, cert, cert, lq ? "true" : "false", reviewer ? "true" : "false",
-             active ? "true" : "false");
-    s_ev(fx, "registry.officer", agency, j);
-}
-
-static void
-s_opened(fx_t *fx, int case_id, const char *officers)
-{
-    char j[1024];
-    snprintf(j, sizeof j,
-             "{\"case_id\":%d,\"case_no\":\"C-%d\",\"type\":\"penalty\",\"matter_code\":\"PEN-1\","
-             "\"state\":\"open\",\"officers\":[%s]}",
-             case_id, case_id, officers);
-    s_ev(fx, "case.opened", fx->a, j);
-}
-
-static void
-s_propose(fx_t *fx, const char *agency, int case_id, int version, const char *fine,
-          const char *extra)
-{
-    char j[2048];
-    snprintf(j, sizeof j,
-             "{\"case_id\":%d,\"case_no\":\"C-%d\",\"type\":\"penalty\",\"matter_code\":\"PEN-1\","
-             "\"state\":\"proposed\",\"version\":%d,\"category\":\"罚款\",\"content\":\"罚款\","
-             "\"fine\":\"%s\",\"confiscation\":\"0\",\"legal_basis\":\"法\","
-             "\"violation_code\":\"V-01\",\"circumstance\":\"general\",\"hearing\":false,"
-             "\"major_public_interest\":false,\"social_risk\":false,\"complex\":false,"
-             "%s,\"discretion\":null,\"deviation_reason\":null}",
-             case_id, case_id, version, fine,
-             extra ? extra : "\"requires_review\":false,\"review_rules\":[]");
-    s_ev(fx, "case.proposed", agency, j);
 }
 
 /* An rpc call; body JSON. The reply's result (if ok) as JSON in *json (malloc'ed). */
@@ -236,45 +104,25 @@ s_task(fx_t *fx, int case_id, int version)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT id FROM review.task WHERE case_id = %d AND version = %d",
              case_id, version);
-    return s_count(fx, sql);
+    return rvfx_count(&fx->rv, sql);
 }
 
 static int
 s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
-    char err[512], dir[4096];
-    fx->url = ts_fresh_db("revop");
-    fx->db = db_new(fx->url, "review-test");
-    fx->srv_db = db_new(fx->url, "review-srv");
-    assert_int_equal(db_connect(fx->db, 5000), 0);
+    char err[512];
+    rvfx_init(&fx->rv, "revop");
+    fx->srv_db = db_new(fx->rv.url, "review-srv");
     assert_int_equal(db_connect(fx->srv_db, 5000), 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    assert_true(bus_migrate(fx->db, REVIEW_SCHEMA, dir) >= 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/rpc", ts_env("SX_TOP"));
-    assert_true(rpc_migrate(fx->db, REVIEW_SCHEMA, dir) >= 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/review", ts_env("SX_TOP"));
-    assert_true(db_migrate(fx->db, REVIEW_SCHEMA, dir) >= 0);
-    assert_int_equal(events_prepare(fx->db), 0);
-    fx->cal = workday_load_default(err, sizeof err);
-    s_code(fx->a, "11330400MB0000001");
-    s_code(fx->b, "11330400MB0000002");
-    s_code(fx->pool, "11330400MB0000009");
-    fx->app = (review_t){.calendar = fx->cal, .pool_agency = fx->pool};
 
-    char j[1024];
-    snprintf(j, sizeof j,
-             "{\"action\":\"put\",\"key\":\"R-ALL\",\"version\":1,\"entry\":{\"agency\":\"%s\","
-             "\"id\":\"R-ALL\",\"description\":\"所有处罚\",\"case_type\":\"penalty\","
-             "\"active\":true}}",
-             fx->a);
-    s_ev(fx, "registry.review_rule", fx->a, j);
-    s_officer(fx, fx->a, "A001", 1, false, false, true);
-    s_officer(fx, fx->a, "A002", 1, true, true, true);
-    s_officer(fx, fx->a, "A003", 1, true, false, true);
-    s_officer(fx, fx->b, "B001", 1, true, true, true);
-    s_officer(fx, fx->b, "B002", 1, false, false, true);
-    s_officer(fx, fx->pool, "P001", 1, true, true, true);
+    rvfx_rule(&fx->rv, fx->rv.a, "R-ALL", NULL);
+    rvfx_officer(&fx->rv, fx->rv.a, "A001", 1, false, false, true);
+    rvfx_officer(&fx->rv, fx->rv.a, "A002", 1, true, true, true);
+    rvfx_officer(&fx->rv, fx->rv.a, "A003", 1, true, false, true);
+    rvfx_officer(&fx->rv, fx->rv.b, "B001", 1, true, true, true);
+    rvfx_officer(&fx->rv, fx->rv.b, "B002", 1, false, false, true);
+    rvfx_officer(&fx->rv, fx->rv.pool, "P001", 1, true, true, true);
 
     static const char *const roles[K_N][2] = {{"a", "reviewer"},
                                               {"b", "reviewer"},
@@ -285,7 +133,9 @@ s_setup(void **state)
     char text[2048] = "";
     for (int i = 0; i < K_N; i++) {
         assert_int_equal(keys_keypair(fx->k[i].pub, fx->k[i].sec), 0);
-        const char *code = roles[i][0][0] == 'a' ? fx->a : roles[i][0][0] == 'b' ? fx->b : fx->pool;
+        const char *code = roles[i][0][0] == 'a'   ? fx->rv.a
+                           : roles[i][0][0] == 'b' ? fx->rv.b
+                                                   : fx->rv.pool;
         size_t len = strlen(text);
         snprintf(text + len, sizeof text - len, "%s dept:%s:%s\n", fx->k[i].pub, code, roles[i][1]);
     }
@@ -302,8 +152,10 @@ s_setup(void **state)
     if (!fx->srv)
         fail_msg("rpc_server_new: %s", err);
     assert_int_equal(opinion_prepare(fx->srv_db), 0);
-    assert_int_equal(opinion_register(fx->srv, &fx->app), 0);
-    assert_int_equal(reviewers_register(fx->srv, &fx->app), 0);
+    assert_int_equal(opinion_register(fx->srv, &fx->rv.app), 0);
+    assert_int_equal(reviewers_register(fx->srv, &fx->rv.app), 0);
+    assert_int_equal(settings_prepare(fx->srv_db), 0);
+    assert_int_equal(settings_register(fx->srv, &fx->rv.app), 0);
     assert_int_equal(pthread_create(&fx->thread, NULL, s_server_thread, fx), 0);
     for (int i = 0; i < K_N; i++) {
         fx->c[i] = rpc_client_new(fx->ctx, rpc_server_endpoint(fx->srv), fx->server.pub,
@@ -325,10 +177,8 @@ s_teardown(void **state)
     rpc_server_destroy(&fx->srv);
     zap_destroy(&fx->zap);
     zmq_ctx_term(fx->ctx);
-    workday_destroy(&fx->cal);
-    db_destroy(&fx->db);
     db_destroy(&fx->srv_db);
-    free(fx->url);
+    rvfx_fini(&fx->rv);
     free(fx);
     return 0;
 }
@@ -337,11 +187,12 @@ static void
 test_tasks_and_get(void **state)
 {
     fx_t *fx = *state;
-    s_opened(fx, 1, "\"A001\",\"A002\"");
-    s_ev(fx, "case.recorded", fx->a,
-         "{\"case_id\":1,\"case_no\":\"C-1\",\"type\":\"penalty\",\"matter_code\":\"PEN-1\","
-         "\"state\":\"open\",\"record_no\":1,\"stage\":\"investigation\",\"officers\":[\"A001\"]}");
-    s_propose(fx, fx->a, 1, 1, "1.5", NULL);
+    rvfx_opened(&fx->rv, 1, "\"A001\",\"A002\"");
+    rvfx_ev(
+        &fx->rv, "case.recorded", fx->rv.a,
+        "{\"case_id\":1,\"case_no\":\"C-1\",\"type\":\"penalty\",\"matter_code\":\"PEN-1\","
+        "\"state\":\"open\",\"record_no\":1,\"stage\":\"investigation\",\"officers\":[\"A001\"]}");
+    rvfx_propose(&fx->rv, fx->rv.a, 1, 1, "1.5", NULL);
     char *json = NULL;
     rpc_reply_t r = s_call(fx, K_REV_A, "review.tasks", "{\"reviewer\":\"A003\"}", &json);
     assert_true(r.ok);
@@ -381,8 +232,8 @@ static void
 test_refusals(void **state)
 {
     fx_t *fx = *state;
-    s_opened(fx, 1, "\"A001\",\"A002\"");
-    s_propose(fx, fx->a, 1, 1, "1.5", NULL);
+    rvfx_opened(&fx->rv, 1, "\"A001\",\"A002\"");
+    rvfx_propose(&fx->rv, fx->rv.a, 1, 1, "1.5", NULL);
     long long t = s_task(fx, 1, 1);
     /* wrong role: the department may not give an opinion */
     s_expect_error(fx, K_SYS_A, "review.opinion",
@@ -406,12 +257,28 @@ test_refusals(void **state)
     assert_string_equal(r.field, "body.points.facts");
     assert_string_equal(r.zh, "缺少审核要点：事实是否清楚");
     rpc_reply_clear(&r);
+    /* a failed point without a comment */
+    snprintf(
+        s_b, sizeof s_b,
+        "{\"task_id\":%lld,\"reviewer\":\"A003\",\"verdict\":\"problems\",\"points\":{" P("subject", "true") ",\"facts\":{\"pass\":false,\"comment\":\"\"}," P(
+            "basis", "true") "," P("discretion",
+                                   "true") "," P("procedure",
+                                                 "true") "," P("documents",
+                                                               "true") "," P("referral",
+                                                                             "true") "}}",
+        t);
+    r = s_call(fx, K_REV_A, "review.opinion", s_b, NULL);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "missing_field");
+    assert_string_equal(r.field, "body.points.facts.comment");
+    assert_string_equal(r.zh, "审核要点不通过须说明理由：事实是否清楚");
+    rpc_reply_clear(&r);
     /* a verdict against its points */
     s_expect_error(fx, K_REV_A, "review.opinion",
                    s_opinion(t, "A003", "approve", POINTS("false", "true")), "bad_field",
                    "body.verdict");
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.opinion"), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.outbox"), 0);
+    assert_int_equal(rvfx_count(&fx->rv, "SELECT count(*) FROM review.opinion"), 0);
+    assert_int_equal(rvfx_count(&fx->rv, "SELECT count(*) FROM review.outbox"), 0);
 
     /* the opinion, then a second one on the closed task */
     r = s_call(fx, K_REV_A, "review.opinion",
@@ -424,7 +291,7 @@ test_refusals(void **state)
     assert_string_equal(r.code, "task_closed");
     assert_string_equal(r.field, "body.task_id");
     rpc_reply_clear(&r);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.outbox"), 1);
+    assert_int_equal(rvfx_count(&fx->rv, "SELECT count(*) FROM review.outbox"), 1);
 }
 
 static void
@@ -432,19 +299,20 @@ test_return_and_resubmit(void **state)
 {
     fx_t *fx = *state;
     char topic[160], want[160], *json;
-    s_opened(fx, 1, "\"A001\"");
-    s_propose(fx, fx->a, 1, 1, "1.5", NULL);
+    rvfx_opened(&fx->rv, 1, "\"A001\"");
+    rvfx_propose(&fx->rv, fx->rv.a, 1, 1, "1.5", NULL);
     long long t1 = s_task(fx, 1, 1);
     char reviewer[65];
-    s_one(fx, "SELECT reviewer FROM review.task WHERE case_id = 1", reviewer, sizeof reviewer);
+    rvfx_one(&fx->rv, "SELECT reviewer FROM review.task WHERE case_id = 1", reviewer,
+             sizeof reviewer);
     rpc_reply_t r = s_call(fx, K_REV_A, "review.opinion",
                            s_opinion(t1, reviewer, "problems", POINTS("false", "true")), &json);
     assert_true(r.ok);
     assert_non_null(strstr(json, "\"status\":\"returned\""));
     free(json);
     rpc_reply_clear(&r);
-    json = s_last_event(fx, topic, sizeof topic);
-    snprintf(want, sizeof want, "review.returned.%s", fx->a);
+    json = rvfx_last_event(&fx->rv, topic, sizeof topic);
+    snprintf(want, sizeof want, "review.returned.%s", fx->rv.a);
     assert_string_equal(topic, want);
     /* exactly review.md's contract: four keys, in its order */
     static const char head[] = "{\"case_id\":1,\"proposal_version\":1,\"opinion\":\"法制审核意见书";
@@ -455,24 +323,34 @@ test_return_and_resubmit(void **state)
     snprintf(tail, sizeof tail, "\",\"reviewer\":\"%s\"}", reviewer);
     assert_non_null(strstr(json, tail));
     free(json);
-    /* the document is kept, as text and HTML */
+    /* the document is kept, as text and HTML, and review.get shows both */
     assert_int_equal(
-        s_count(fx, "SELECT count(*) FROM review.opinion WHERE verdict = 'problems'"
-                    " AND html LIKE '<!DOCTYPE html>%存在问题%' AND text LIKE '法制审核意见书%'"),
+        rvfx_count(&fx->rv,
+                   "SELECT count(*) FROM review.opinion WHERE verdict = 'problems'"
+                   " AND html LIKE '<!DOCTYPE html>%存在问题%' AND text LIKE '法制审核意见书%'"),
         1);
+    char body[64];
+    snprintf(body, sizeof body, "{\"task_id\":%lld}", t1);
+    r = s_call(fx, K_SYS_A, "review.get", body, &json);
+    assert_true(r.ok);
+    assert_non_null(strstr(json, "\"verdict\":\"problems\",\"opinion\":\"法制审核意见书"));
+    assert_non_null(strstr(json, "\"opinion_html\":\"<!DOCTYPE html>"));
+    assert_non_null(strstr(json, "<li class=\\\"fail\\\">主体是否合法：否。subject</li>"));
+    free(json);
+    rpc_reply_clear(&r);
 
     /* the department proposes again: a new version, reviewed again */
-    s_propose(fx, fx->a, 1, 2, "1.2", NULL);
+    rvfx_propose(&fx->rv, fx->rv.a, 1, 2, "1.2", NULL);
     long long t2 = s_task(fx, 1, 2);
     assert_true(t2 > t1);
-    s_one(fx, "SELECT reviewer FROM review.task WHERE case_id = 1 AND version = 2", reviewer,
-          sizeof reviewer);
+    rvfx_one(&fx->rv, "SELECT reviewer FROM review.task WHERE case_id = 1 AND version = 2",
+             reviewer, sizeof reviewer);
     r = s_call(fx, K_REV_A, "review.opinion",
                s_opinion(t2, reviewer, "approve", POINTS("true", "true")), NULL);
     assert_true(r.ok);
     rpc_reply_clear(&r);
-    json = s_last_event(fx, topic, sizeof topic);
-    snprintf(want, sizeof want, "review.approved.%s", fx->a);
+    json = rvfx_last_event(&fx->rv, topic, sizeof topic);
+    snprintf(want, sizeof want, "review.approved.%s", fx->rv.a);
     assert_string_equal(topic, want);
     assert_true(strncmp(json, "{\"case_id\":1,\"proposal_version\":2,", 34) == 0);
     free(json);
@@ -484,8 +362,8 @@ test_referral_and_pool(void **state)
     fx_t *fx = *state;
     char topic[160], *json;
     /* every reviewer of A handled the case: the pool reviews it */
-    s_opened(fx, 2, "\"A002\",\"A003\"");
-    s_propose(fx, fx->a, 2, 1, "50", NULL);
+    rvfx_opened(&fx->rv, 2, "\"A002\",\"A003\"");
+    rvfx_propose(&fx->rv, fx->rv.a, 2, 1, "50", NULL);
     long long t = s_task(fx, 2, 1);
     s_expect_error(fx, K_REV_A, "review.opinion",
                    s_opinion(t, "A003", "refer", POINTS("true", "false")), "forbidden",
@@ -494,9 +372,9 @@ test_referral_and_pool(void **state)
                            s_opinion(t, "P001", "refer", POINTS("true", "false")), NULL);
     assert_true(r.ok);
     rpc_reply_clear(&r);
-    json = s_last_event(fx, topic, sizeof topic);
+    json = rvfx_last_event(&fx->rv, topic, sizeof topic);
     assert_non_null(strstr(topic, "review.referred."));
-    assert_non_null(strstr(topic, fx->a));
+    assert_non_null(strstr(topic, fx->rv.a));
     assert_non_null(strstr(json, "审核意见：移送司法机关"));
     assert_non_null(strstr(json, "七、是否涉嫌犯罪需移送：是"));
     free(json);
@@ -507,11 +385,12 @@ test_escalation_to_the_legal_office(void **state)
 {
     fx_t *fx = *state;
     char topic[160], *json, body[256];
-    s_opened(fx, 3, "\"A001\"");
-    s_propose(fx, fx->a, 3, 1, "2", NULL);
+    rvfx_opened(&fx->rv, 3, "\"A001\"");
+    rvfx_propose(&fx->rv, fx->rv.a, 3, 1, "2", NULL);
     long long t = s_task(fx, 3, 1);
     char reviewer[65];
-    s_one(fx, "SELECT reviewer FROM review.task WHERE case_id = 3", reviewer, sizeof reviewer);
+    rvfx_one(&fx->rv, "SELECT reviewer FROM review.task WHERE case_id = 3", reviewer,
+             sizeof reviewer);
     snprintf(body, sizeof body, "{\"task_id\":%lld,\"reason\":\"承办机构不同意\"}", t);
     /* not yet returned */
     s_expect_error(fx, K_SYS_A, "review.escalate", body, "wrong_state", "body.task_id");
@@ -550,12 +429,12 @@ test_escalation_to_the_legal_office(void **state)
     assert_non_null(strstr(json, "\"status\":\"open\""));
     free(json);
     rpc_reply_clear(&r);
-    json = s_last_event(fx, topic, sizeof topic);
+    json = rvfx_last_event(&fx->rv, topic, sizeof topic);
     assert_non_null(strstr(topic, "review.escalated."));
     free(json);
     s_expect_error(fx, K_SYS_A, "review.escalate", body, "already_escalated", "body.task_id");
     long long e =
-        s_count(fx, "SELECT id FROM review.task WHERE case_id = 3 AND kind = 'escalated'");
+        rvfx_count(&fx->rv, "SELECT id FROM review.task WHERE case_id = 3 AND kind = 'escalated'");
     /* the legal office answers it; the pool's reviewers may not */
     r = s_call(fx, K_LEGAL, "review.tasks", "{}", &json);
     assert_true(r.ok);
@@ -569,7 +448,7 @@ test_escalation_to_the_legal_office(void **state)
                s_opinion(e, "市司法局", "approve", POINTS("true", "true")), NULL);
     assert_true(r.ok);
     rpc_reply_clear(&r);
-    json = s_last_event(fx, topic, sizeof topic);
+    json = rvfx_last_event(&fx->rv, topic, sizeof topic);
     assert_non_null(strstr(topic, "review.approved."));
     assert_true(strncmp(json, "{\"case_id\":3,\"proposal_version\":1,", 34) == 0);
     free(json);
@@ -582,7 +461,7 @@ test_staffing(void **state)
     for (int i = 0; i < 19; i++) {
         char cert[16];
         snprintf(cert, sizeof cert, "B1%02d", i);
-        s_officer(fx, fx->b, cert, 1, false, false, true);
+        rvfx_officer(&fx->rv, fx->rv.b, cert, 1, false, false, true);
     }
     char *json = NULL;
     rpc_reply_t r = s_call(fx, K_LEGAL, "review.staffing", "{}", &json);
@@ -592,20 +471,72 @@ test_staffing(void **state)
     snprintf(want, sizeof want,
              "{\"agency\":\"%s\",\"officers\":20,\"reviewers\":1,\"legal_qualified\":true,"
              "\"understaffed\":false}",
-             fx->b);
+             fx->rv.b);
     assert_non_null(strstr(json, want));
     free(json);
     rpc_reply_clear(&r);
-    s_officer(fx, fx->b, "B200", 1, false, false, true); /* 21 officers: below 5% */
+    rvfx_officer(&fx->rv, fx->rv.b, "B200", 1, false, false, true); /* 21 officers: below 5% */
     r = s_call(fx, K_LEGAL, "review.staffing", "{}", &json);
     snprintf(want, sizeof want,
              "\"agency\":\"%s\",\"officers\":21,\"reviewers\":1,"
              "\"legal_qualified\":true,\"understaffed\":true}",
-             fx->b);
+             fx->rv.b);
     assert_non_null(strstr(json, want));
     free(json);
     rpc_reply_clear(&r);
     s_expect_error(fx, K_REV_A, "review.staffing", "{}", "forbidden", "op");
+}
+
+/* A registry.agency put of agency a, as intake publishes it. */
+static void
+s_agency(fx_t *fx, int version)
+{
+    char j[1024];
+    snprintf(j, sizeof j,
+             "{\"action\":\"put\",\"key\":\"%s\",\"version\":%d,\"entry\":{\"agency\":"
+             "\"%s\",\"name\":\"市场监管局\",\"level\":\"city\",\"domain\":\"市场监管\","
+             "\"head_name\":\"张\",\"head_title\":\"局长\"}}",
+             fx->rv.a, version, fx->rv.a);
+    rvfx_ev(&fx->rv, "registry.agency", fx->rv.a, j);
+}
+
+static void
+test_review_days_per_agency(void **state)
+{
+    fx_t *fx = *state;
+    char body[128], *json;
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"review_days\":2}", fx->rv.a);
+    /* review has no registry.agency of a yet */
+    s_expect_error(fx, K_LEGAL, "review.days.set", body, "not_found", "body.agency");
+    s_agency(fx, 1);
+    s_expect_error(fx, K_REV_A, "review.days.set", body, "forbidden", "op");
+    s_expect_error(fx, K_SYS_A, "review.days.set", body, "forbidden", "op");
+    char bad[128];
+    snprintf(bad, sizeof bad, "{\"agency\":\"%s\",\"review_days\":61}", fx->rv.a);
+    s_expect_error(fx, K_LEGAL, "review.days.set", bad, "bad_field", "body.review_days");
+    rpc_reply_t r = s_call(fx, K_LEGAL, "review.days.set", body, &json);
+    assert_true(r.ok);
+    char want[128];
+    snprintf(want, sizeof want, "{\"agency\":\"%s\",\"review_days\":2}", fx->rv.a);
+    assert_string_equal(json, want);
+    free(json);
+    rpc_reply_clear(&r);
+
+    /* a task opened now is due 2 working days from today, warned 1 before; a later
+     * registry.agency version keeps the days */
+    s_agency(fx, 2);
+    date_t today = date_from_unix_cst(util_unix_ms() / 1000), due, warn;
+    assert_int_equal(workday_add(fx->rv.cal, today, 2, &due, NULL), 0);
+    assert_int_equal(workday_add(fx->rv.cal, today, 1, &warn, NULL), 0);
+    char d[11], w[11], got[64];
+    snprintf(want, sizeof want, "%s %s", date_format(warn, w), date_format(due, d));
+    rvfx_opened(&fx->rv, 1, "\"A001\"");
+    rvfx_propose(&fx->rv, fx->rv.a, 1, 1, "1.5", NULL);
+    assert_string_equal(rvfx_one(&fx->rv,
+                                 "SELECT warn_on || ' ' || due_on FROM review.task"
+                                 " WHERE case_id = 1",
+                                 got, sizeof got),
+                        want);
 }
 
 int
@@ -618,6 +549,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_referral_and_pool, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_escalation_to_the_legal_office, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_staffing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_review_days_per_agency, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("review_opinion", tests, NULL, NULL);
 }
