@@ -351,7 +351,10 @@ s_verify_one(db_t *db, rpc_req_t *req, const recording_t *app)
     char problem[200] = "";
     const uint8_t *prev = NULL;
     size_t good = 0; /* entries in place, recomputed */
-    for (int i = 0; i < rows && !first; i++) {
+    /* Past the first fault the hashes are still recomputed from the stored bytes (only a
+     * missing entry stops it), so the seal check names the entry the manifest disagrees
+     * with rather than the end of what could be recomputed. */
+    for (int i = 0; i < rows; i++) {
         uint64_t n = (uint64_t)i + 1;
         if (s_be32(PQgetvalue(r, i, 0)) != n) {
             s_bad(&first, problem, sizeof problem, n, "entry %" PRIu64 " is missing", n);
@@ -359,31 +362,30 @@ s_verify_one(db_t *db, rpc_req_t *req, const recording_t *app)
         }
         const char *body = PQgetvalue(r, i, 4);
         size_t len = (size_t)PQgetlength(r, i, 4);
-        chain_entry_t e;
-        evmsg_err_t derr = {0};
-        char why[200];
-        if (chain_decode(body, len, &e, &derr) < 0) {
-            s_bad(&first, problem, sizeof problem, n, "entry %" PRIu64 " does not decode: %s", n,
-                  evmsg_err_str(&derr, why, sizeof why));
-            break;
-        }
-        const char *stage = chain_stage_name(e.stage);
-        const char *cls = e.has_record ? e.record.classification : NULL;
-        if (e.case_id != case_id || e.n != n || strcmp(e.agency, c.agency) != 0 ||
-            strcmp(e.event, PQgetvalue(r, i, 1)) != 0 ||
-            (PQgetisnull(r, i, 2) ? stage != NULL : !stage || strcmp(stage, PQgetvalue(r, i, 2))) ||
-            (PQgetisnull(r, i, 3) ? cls != NULL : !cls || strcmp(cls, PQgetvalue(r, i, 3)))) {
-            s_bad(&first, problem, sizeof problem, n,
-                  "entry %" PRIu64 ": its columns do not match its body", n);
-            break;
+        if (!first) {
+            chain_entry_t e;
+            evmsg_err_t derr = {0};
+            char why[200];
+            if (chain_decode(body, len, &e, &derr) < 0) {
+                s_bad(&first, problem, sizeof problem, n, "entry %" PRIu64 " does not decode: %s",
+                      n, evmsg_err_str(&derr, why, sizeof why));
+            } else {
+                const char *stage = chain_stage_name(e.stage);
+                const char *cls = e.has_record ? e.record.classification : NULL;
+                if (e.case_id != case_id || e.n != n || strcmp(e.agency, c.agency) != 0 ||
+                    strcmp(e.event, PQgetvalue(r, i, 1)) != 0 ||
+                    (PQgetisnull(r, i, 2) ? stage != NULL
+                                          : !stage || strcmp(stage, PQgetvalue(r, i, 2))) ||
+                    (PQgetisnull(r, i, 3) ? cls != NULL : !cls || strcmp(cls, PQgetvalue(r, i, 3))))
+                    s_bad(&first, problem, sizeof problem, n,
+                          "entry %" PRIu64 ": its columns do not match its body", n);
+            }
         }
         chain_hash(prev, body, len, hashes[i]);
         if (PQgetlength(r, i, 5) != CHAIN_HASH_LEN ||
-            sodium_memcmp(hashes[i], PQgetvalue(r, i, 5), CHAIN_HASH_LEN) != 0) {
+            sodium_memcmp(hashes[i], PQgetvalue(r, i, 5), CHAIN_HASH_LEN) != 0)
             s_bad(&first, problem, sizeof problem, n,
                   "entry %" PRIu64 ": stored hash differs from the recomputed one", n);
-            break;
-        }
         prev = hashes[i];
         good = n;
     }

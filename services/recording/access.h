@@ -10,7 +10,8 @@
  * recording.access_log before its answer is sent (record.get: in the turn's transaction,
  * with the stored reply). Classified records (`sensitive`: 国家秘密/商业秘密/个人隐私)
  * are returned in full only to dept:<code>:legal_office and to the roles the agency
- * lists in recording.classified_role; others see the entry's place and hash, redacted.
+ * lists in recording.classified_role (set by the agency: classified.h); others see the
+ * entry's place and hash, redacted.
  * An agency never reads another agency's records (`forbidden`). */
 #ifndef SX_ACCESS_H
 #define SX_ACCESS_H

@@ -32,6 +32,7 @@
 #include "access.h"
 #include "archive.h"
 #include "bus.h"
+#include "classified.h"
 #include "config.h"
 #include "events.h"
 #include "keys.h"
@@ -206,7 +207,8 @@ main(void)
         log_error("request door not opened", "bind=%s error=%s", c.bind, err);
         goto done;
     }
-    if (rpc_set_metrics(rpc, ops, "recording") < 0 || access_register(rpc, db_rpc, &app) < 0) {
+    if (rpc_set_metrics(rpc, ops, "recording") < 0 || access_register(rpc, db_rpc, &app) < 0 ||
+        classified_register(rpc, db_rpc) < 0) {
         log_error("ops not registered", "bind=%s", c.bind);
         goto done;
     }

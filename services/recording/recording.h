@@ -7,6 +7,8 @@
  *   av_rules.c  the audio/video record (音像记录) rules (pure)
  *   archive.c   the Ed25519-sealed archive manifest (归档)
  *   access.c    record.get / record.verify / record.access_log and the access log (调阅监督)
+ *   classified.c record.classified_roles.put/.get: the roles an agency allows to read its
+ *               classified records in full
  *
  * Tables live in schema "recording" (schemas/sql/recording); events leave through its
  * outbox on stream "recording" (record.appended, record.gap, record.gap_closed,

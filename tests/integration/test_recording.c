@@ -379,6 +379,57 @@ test_restart_loses_and_repeats_nothing(void **state)
     json_decref(v);
 }
 
+/* Text records are standard documents: another document type is refused at intake's
+ * door, the reply listing the allowed ones, and nothing reaches the record. An AV
+ * record's doc_type is free (a video is no 文书). */
+static void
+test_unknown_doc_type_refused_at_intake(void **state)
+{
+    fx_t *fx = *state;
+    int64_t id = s_open(fx, 21);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT n FROM recording.rcase WHERE case_id = %" PRId64, id);
+    s_wait_count(fx, sql, 1);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    snprintf(s_body, sizeof s_body,
+             "{\"case_id\": %" PRId64 ", \"stage\": \"investigation\", \"kind\": \"text\","
+             " \"doc_type\": \"随手记\", \"officers\": [\"ZF001\"], \"started_at\": %" PRId64
+             ", \"ended_at\": %" PRId64 ", \"media\": {\"sha256\": \"%064d\", \"uri\":"
+             " \"s3://m/2\", \"size\": 10}, \"classification\": \"internal\"}",
+             id, now - 60000, now, 7);
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    assert_int_equal(jsonmp_from_json(s_body, strlen(s_body), "body", 2, &body, NULL), 0);
+    rpc_reply_t r = {0};
+    evmsg_err_t err = {{0}, {0}};
+    assert_int_equal(
+        rpc_call(fx->dept, "case.record", "t-doc-1", body.data, body.size, 3000, 3, &r, &err), 0);
+    msgpack_sbuffer_destroy(&body);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "bad_field");
+    assert_string_equal(r.field, "body.doc_type");
+    const char *listed[] = {"立案审批表",     "询问笔录",       "现场检查笔录", "听证笔录",
+                            "法制审核意见书", "行政处罚决定书", "送达回证"};
+    for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++)
+        if (!strstr(r.en, listed[i]) || !strstr(r.zh, listed[i]))
+            fail_msg("%s not listed in: %s / %s", listed[i], r.en, r.zh);
+    rpc_reply_clear(&r);
+    /* A standard one passes, and so does a video's own description. */
+    s_record(fx, id, "investigation", "text");
+    snprintf(s_body, sizeof s_body,
+             "{\"case_id\": %" PRId64 ", \"stage\": \"investigation\", \"kind\": \"video\","
+             " \"doc_type\": \"现场检查执法记录仪视频\", \"officers\": [\"ZF001\"],"
+             " \"started_at\": %" PRId64 ", \"ended_at\": %" PRId64 ", \"media\": {\"sha256\":"
+             " \"%064d\", \"uri\": \"s3://m/3\", \"size\": 10}, \"classification\": \"internal\"}",
+             id, now - 60000, now, 8);
+    s_ok(fx, "case.record", s_body);
+    s_wait_count(fx, sql, 3);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry e JOIN recording.rcase c"
+                                 " USING (case_id) WHERE c.case_no LIKE '%21号'"
+                                 " AND e.event = 'case.recorded'"),
+                     2);
+}
+
 static void
 test_bad_settings_exit_78(void **state)
 {
@@ -409,6 +460,8 @@ main(void)
         cmocka_unit_test(test_bad_settings_exit_78),
         cmocka_unit_test_setup_teardown(test_case_life_becomes_sealed_chain, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_loses_and_repeats_nothing, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_doc_type_refused_at_intake, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_exits_0, s_setup, s_teardown),
     };

@@ -29,6 +29,7 @@ extern const sxctl_verb_t sxctl_verb_ident;
 extern const sxctl_verb_t sxctl_verb_keygen;
 extern const sxctl_verb_t sxctl_verb_call;
 extern const sxctl_verb_t sxctl_verb_tail;
+extern const sxctl_verb_t sxctl_verb_record;
 
 /* Prints "sxctl VERB: MESSAGE" and a pointer to `sxctl VERB --help` on stderr; returns
  * SXCTL_USAGE, so a verb can `return sxctl_usage(...)`. */

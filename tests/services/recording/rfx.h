@@ -26,6 +26,7 @@
 #include "../../../services/recording/archive.h"
 #include "../../../services/recording/av_rules.h"
 #include "../../../services/recording/chain.h"
+#include "../../../services/recording/classified.h"
 #include "../../../services/recording/events.h"
 #include "../../../services/recording/recording.h"
 #include "bus.h"
@@ -171,6 +172,7 @@ rfx_setup(void **state)
     if (!fx->srv)
         fail_msg("rpc_server_new: %s", err);
     assert_int_equal(access_register(fx->srv, fx->srv_db, &fx->app), 0);
+    assert_int_equal(classified_register(fx->srv, fx->srv_db), 0);
     assert_int_equal(pthread_create(&fx->thread, NULL, rfx_thread, fx), 0);
     fx->ca = rfx_client(fx, &fx->a);
     fx->cb = rfx_client(fx, &fx->b);

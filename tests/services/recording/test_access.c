@@ -1,7 +1,8 @@
 /* access: supervised retrieval (调阅监督). record.get for the agency's own identities and
  * the legal office, with a reason; another agency and svc: identities refused; every
  * retrieval, allowed or refused, in the access log before the answer; sensitive records
- * redacted for roles the agency does not allow; record.access_log for the legal office. */
+ * redacted for roles the agency does not allow, a list the agency sets itself
+ * (record.classified_roles.put); record.access_log for the legal office. */
 #include "rfx.h"
 
 static json_t *
@@ -160,6 +161,115 @@ test_access_log_for_legal_office_only(void **state)
     json_decref(r);
 }
 
+/* The agency sets which of its roles read classified records in full
+ * (record.classified_roles.put); the legal office may too; nobody else. */
+static void
+test_classified_roles_set_by_agency(void **state)
+{
+    rfx_t *fx = *state;
+    s_fixture_case(fx);
+    char code[40], body[256];
+    json_t *r = s_get(fx->co, 11, "办案需要", code);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(r, "entries"), 1), "redacted")));
+    json_decref(r);
+
+    /* A's system allows its officers. */
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"version\":0,\"roles\":[\"officer\"]}",
+             fx->code_a);
+    r = rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "version")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r, "roles"), 0)),
+                        "officer");
+    json_decref(r);
+    r = s_get(fx->co, 11, "办案需要", code);
+    assert_true(json_is_false(
+        json_object_get(json_array_get(json_object_get(r, "entries"), 1), "redacted")));
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(
+                json_object_get(json_array_get(json_object_get(r, "entries"), 1), "entry"),
+                "record"),
+            "classification")),
+        "sensitive");
+    json_decref(r);
+
+    /* The same version again: someone else changed it meanwhile. */
+    assert_null(rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "version_conflict");
+    /* Another agency's system, and an officer, may not set A's list. */
+    assert_null(rfx_call(fx->cb, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "forbidden");
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"version\":1,\"roles\":[\"officer\"]}",
+             fx->code_a);
+    assert_null(rfx_call(fx->co, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "forbidden");
+    assert_null(rfx_call(fx->cs, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "forbidden");
+    /* Bad input names its field. */
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"version\":1,\"roles\":[\"Officer!\"]}",
+             fx->code_a);
+    assert_null(rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "bad_field");
+    snprintf(body, sizeof body,
+             "{\"agency\":\"%s\",\"version\":1,\"roles\":[\"officer\",\"officer\"]}", fx->code_a);
+    assert_null(rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "bad_field");
+    assert_null(rfx_call(fx->ca, "record.classified_roles.put",
+                         "{\"agency\":\"11330400MB0000000\",\"version\":1,\"roles\":[]}", code,
+                         sizeof code));
+    assert_string_equal(code, "bad_field");
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"version\":1}", fx->code_a);
+    assert_null(rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code));
+    assert_string_equal(code, "missing_field");
+
+    /* Withdrawn again: the officer sees the place and hash only. */
+    snprintf(body, sizeof body, "{\"agency\":\"%s\",\"version\":1,\"roles\":[]}", fx->code_a);
+    r = rfx_call(fx->ca, "record.classified_roles.put", body, code, sizeof code);
+    assert_non_null(r);
+    json_decref(r);
+    r = s_get(fx->co, 11, "办案需要", code);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(r, "entries"), 1), "redacted")));
+    json_decref(r);
+    /* The legal office may set any agency's list. */
+    snprintf(body, sizeof body,
+             "{\"agency\":\"%s\",\"version\":2,\"roles\":[\"officer\",\"archivist\"]}", fx->code_a);
+    r = rfx_call(fx->cl, "record.classified_roles.put", body, code, sizeof code);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "version")), 3);
+    json_decref(r);
+
+    /* get: the list in force and who set it; not another agency's. */
+    snprintf(body, sizeof body, "{\"agency\":\"%s\"}", fx->code_a);
+    r = rfx_call(fx->co, "record.classified_roles.get", body, code, sizeof code);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "version")), 3);
+    assert_int_equal(json_array_size(json_object_get(r, "roles")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r, "roles"), 0)),
+                        "archivist");
+    char who[80];
+    snprintf(who, sizeof who, "dept:%s:legal_office", fx->code_l);
+    assert_string_equal(json_string_value(json_object_get(r, "updated_by")), who);
+    json_decref(r);
+    assert_null(rfx_call(fx->cb, "record.classified_roles.get", body, code, sizeof code));
+    assert_string_equal(code, "forbidden");
+    snprintf(body, sizeof body, "{\"agency\":\"%s\"}", fx->code_b);
+    r = rfx_call(fx->cb, "record.classified_roles.get", body, code, sizeof code);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "version")), 0);
+    assert_true(json_is_null(json_object_get(r, "updated_by")));
+    json_decref(r);
+
+    /* Every change kept, with who made it; the history cannot be rewritten. */
+    assert_int_equal(rfx_count(fx->chk, "SELECT count(*) FROM recording.classified_role_change"),
+                     3);
+    PGresult *pr = PQexec(db_conn(fx->chk), "DELETE FROM recording.classified_role_change");
+    assert_int_equal(PQresultStatus(pr), PGRES_FATAL_ERROR);
+    PQclear(pr);
+}
+
 int
 main(void)
 {
@@ -167,6 +277,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_own_agency_reads_with_reason, rfx_setup, rfx_teardown),
         cmocka_unit_test_setup_teardown(test_refusals_are_logged, rfx_setup, rfx_teardown),
         cmocka_unit_test_setup_teardown(test_access_log_for_legal_office_only, rfx_setup,
+                                        rfx_teardown),
+        cmocka_unit_test_setup_teardown(test_classified_roles_set_by_agency, rfx_setup,
                                         rfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
