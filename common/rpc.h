@@ -50,7 +50,7 @@
 #define RPC_RESULT_MAX  60000 /* bytes in a packed result map */
 #define RPC_CODE_MAX    32    /* bytes in an error code, [a-z][a-z0-9_]{0,31} */
 #define RPC_FIELD_MAX   EVMSG_PATH_MAX
-#define RPC_TEXT_MAX    256             /* bytes in an error's zh or en text */
+#define RPC_TEXT_MAX    1024            /* bytes in an error's zh or en text */
 #define RPC_MAXMSGSIZE  EVMSG_MAX_BYTES /* ZMQ_MAXMSGSIZE of the server: larger, disconnect */
 #define RPC_ALLOW_MAX   8               /* identity patterns per op */
 

@@ -11,6 +11,7 @@
 
 #include "bus.h"
 #include "case_state.h"
+#include "doc_types.h"
 #include "decision_gate.h"
 #include "ident.h"
 #include "log.h"
@@ -1296,6 +1297,16 @@ s_record_day(const s_item_t *it)
 static int
 s_record_before(db_t *db, s_batch_t *b)
 {
+    for (size_t i = 0; i < b->n; i++) {
+        s_item_t *it = &b->items[i];
+        if (it->failed || strcmp(s_record_kinds[it->kind], "text") != 0)
+            continue;
+        if (doc_type_known(it->doc_type.p, it->doc_type.n))
+            continue;
+        char zh[RPC_TEXT_MAX + 1], en[RPC_TEXT_MAX + 1];
+        doc_types_message(zh, en, sizeof zh);
+        s_fail(it, "bad_field", "body.doc_type", zh, en);
+    }
     return s_check_officers(db, b, s_record_day);
 }
 

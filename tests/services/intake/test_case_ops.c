@@ -897,7 +897,7 @@ test_discretion_band(void **state)
 {
     fx_t *fx = *state;
     int64_t id = s_open(fx, "DISC-1", "PEN-1", "2019-09-27");
-    char en[400];
+    char en[RPC_TEXT_MAX + 1];
     const char *prop = "{\"case_id\": %" PRId64 ", \"category\": \"罚款\", \"content\": \"罚款\", "
                        "\"fine\": \"%s\", \"legal_basis\": \"第十三条\", \"violation_code\": "
                        "\"V-01\", \"circumstance\": \"general\"%s}";
