@@ -1,7 +1,8 @@
 /* sx-creditpush: 双公示 records pushed to the credit-information platform (信用中国).
- * Settings, sockets and the loop; the rules live in sgs_record.c (the record and its
- * checks), queue.c (publication events in, the durable queue), push.c and deliver.c (the
- * batches out), opsrpc.c (the operators' ops).
+ * Settings, sockets and the loop; the rules live in common/sgs_record.c (the record and
+ * its checks, shared with tools/fake-credit), queue.c (publication events in, the durable
+ * queue), push.c and deliver.c (the batches out, SX_CREDIT_INFLIGHT POSTs at a time,
+ * run by this loop), opsrpc.c (the operators' ops, the export).
  *
  * Settings (environment):
  *   SX_PG_URL              PostgreSQL (libpq URL), required
@@ -16,6 +17,7 @@
  *   SX_CREDIT_CA           CA bundle for the platform's certificate (default: system store;
  *                          verification is never turned off)
  *   SX_CREDIT_BATCH        records per POST, 1..1000, default 100
+ *   SX_CREDIT_INFLIGHT     POSTs in flight at once (one connection each), 1..8, default 2
  *   SX_CREDIT_TIMEOUT_MS   one POST, default 10000
  *   SX_CREDIT_BACKOFF_MS, SX_CREDIT_BACKOFF_MAX_MS  retry delays, default 1000 and 300000
  *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9106
@@ -49,7 +51,8 @@
 #define S_SUB_RETRY_MS 2000  /* a subscriber that could not start tries again */
 #define S_TIMER_MS     500   /* how often the retry timer is looked at */
 #define S_SAFETY_MS    30000 /* the queue is looked at even without a timer */
-#define S_BATCHES_TURN 10    /* POSTs per loop turn, so the door and the bus keep moving */
+#define S_GAUGE_MS     1000  /* how often the queue-depth gauge is read */
+#define S_CURL_FDS     16    /* sockets of the POSTs in flight polled beside ours */
 
 typedef struct {
     const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas;
@@ -79,6 +82,7 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->credit_key = config_str(cfg, "SX_CREDIT_HMAC_KEY", NULL);
     c->credit_ca = config_str(cfg, "SX_CREDIT_CA", NULL);
     c->push.batch = (int)config_int(cfg, "SX_CREDIT_BATCH", 100, 1, 1000);
+    c->push.inflight = (int)config_int(cfg, "SX_CREDIT_INFLIGHT", 2, 1, PUSH_INFLIGHT_MAX);
     c->timeout_ms = (long)config_int(cfg, "SX_CREDIT_TIMEOUT_MS", 10000, 100, 600000);
     c->push.backoff_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MS", 1000, 10, 3600000);
     c->push.backoff_max_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MAX_MS", 300000, 10, 86400000);
@@ -153,26 +157,66 @@ s_leader(db_t *db, uint64_t *conn_id, bool *leader)
     return *leader;
 }
 
-/* Delivers what is due, then arms the retry timer at the next due item. */
+/* Arms the retry timer at the next due item. */
 static void
-s_push(db_t *db, deliver_t *d, timers_t *timers, const push_config_t *cfg, ops_metric_t **m)
+s_arm(db_t *db, timers_t *timers)
 {
-    for (int i = 0; i < S_BATCHES_TURN; i++) {
-        push_result_t res;
-        int n = push_step(db, d, cfg, &res);
-        if (n < 0)
-            log_warn("push pass failed", "error=%s", db_error(db));
-        if (n <= 0)
-            break;
-        ops_add(m[0], (uint64_t)res.sent);
-        ops_add(m[1], (uint64_t)res.dead);
-        ops_add(m[2], (uint64_t)res.retried);
-        if (res.status != 200)
-            break; /* the platform is not taking: wait for the backoff */
-    }
     int64_t due = queue_next_due(db);
     if (due > 0 && timer_arm(timers, CP_TIMER_KIND, CP_TIMER_KEY, due) < 0)
         log_warn("retry timer not armed", "error=%s", timer_error(timers));
+}
+
+/* What the deliverer needs from the loop. */
+typedef struct {
+    push_t *push;
+    db_t *db; /* the deliverer's connection */
+    timers_t *timers;
+    ops_metric_t **m;
+    queue_app_t *app;
+    int batch;
+    uint64_t conn_id; /* for s_leader */
+    bool leader;
+} s_deliverer_t;
+
+/* Collects the batches whose answer is in and starts new ones, one of each in turn, so
+ * that a slot is refilled while the other POST is still at the platform. After a 200
+ * more may be due; after anything else the platform is not taking: the retry timer
+ * waits for the backoff. Bounded: 2 x PUSH_INFLIGHT_MAX steps a loop turn. */
+static void
+s_deliver(s_deliverer_t *d, bool stop)
+{
+    for (int i = 0; i < 2 * PUSH_INFLIGHT_MAX; i++) {
+        bool moved = false;
+        push_result_t res;
+        int rc = push_turn(d->push, d->db, &res);
+        if (rc < 0)
+            log_warn("push outcome not written", "error=%s", db_error(d->db));
+        if (rc != 0) {
+            moved = true;
+            ops_add(d->m[0], (uint64_t)res.sent);
+            ops_add(d->m[1], (uint64_t)res.dead);
+            ops_add(d->m[2], (uint64_t)res.retried);
+            if (rc > 0 && res.status == 200)
+                d->app->pending = true;
+            else
+                s_arm(d->db, d->timers);
+        }
+        if (d->app->pending && !stop && push_can_start(d->push)) {
+            d->app->pending = false;
+            if (s_leader(d->db, &d->conn_id, &d->leader)) {
+                int n = push_start(d->push, d->db);
+                if (n < 0)
+                    log_warn("push pass failed", "error=%s", db_error(d->db));
+                if (n <= 0)
+                    s_arm(d->db, d->timers);
+                else if (n == d->batch)
+                    d->app->pending = true; /* a full batch: more may be due */
+                moved = moved || n > 0;
+            }
+        }
+        if (!moved)
+            return;
+    }
 }
 
 int
@@ -193,11 +237,11 @@ main(void)
     timers_t *timers = c.redis_url ? timers_new(c.redis_url, "creditpush", err, sizeof err) : NULL;
     if (c.redis_url && !timers)
         config_fail(cfg, "SX_REDIS_URL", "%s", err);
-    deliver_t *deliver = NULL;
+    push_t *push = NULL;
     if (!config_error(cfg)) {
         deliver_config_t dc = {c.credit_url, c.credit_token, c.credit_key, c.credit_ca,
                                c.timeout_ms};
-        if (!(deliver = deliver_new(&dc, err, sizeof err)))
+        if (!(push = push_new(&dc, &c.push, err, sizeof err)))
             config_fail(cfg, "SX_CREDIT_URL", "%s", err);
     }
     if (config_error(cfg)) {
@@ -227,7 +271,7 @@ main(void)
     db_t *db_rpc = NULL, *db_sub = NULL, *db_push = NULL;
     char dir[3][4200];
     queue_app_t app = {true, 0, 0};
-    ops_metric_t *m[3] = {NULL, NULL, NULL};
+    ops_metric_t *m[4] = {NULL, NULL, NULL, NULL};
 
     if (sigfd < 0) {
         log_error("signalfd failed", "error=%s", strerror(errno));
@@ -258,6 +302,8 @@ main(void)
     m[0] = ops_counter(ops, "sx_creditpush_sent_total", NULL, "records the platform took");
     m[1] = ops_counter(ops, "sx_creditpush_dead_total", NULL, "records dead-lettered on push");
     m[2] = ops_counter(ops, "sx_creditpush_retried_total", NULL, "records to be tried again");
+    m[3] = ops_gauge(ops, "sx_creditpush_queue_depth", NULL,
+                     "items waiting for the platform (state queued)");
 
     if (!(zap = zap_new(ctx, err, sizeof err)) || zap_allow(zap, "creditpush", "svc:") < 0 ||
         s_load_keys(zap, c.keys_file, err, sizeof err) < 0) {
@@ -280,23 +326,24 @@ main(void)
     bus_sub_set_batch_handler(bsub, queue_handle);
     ops_check(ops, "broker", bus_sub_check, bsub);
 
-    bool started = bus_sub_start(bsub) == 0, leader = false;
-    uint64_t conn_id = 0;
-    int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0, safety = 0;
+    bool started = bus_sub_start(bsub) == 0;
+    s_deliverer_t dv = {push, db_push, timers, m, &app, c.push.batch, 0, false};
+    int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0, safety = 0, gauge = 0;
     log_info("creditpush started", "bind=%s ops_port=%d url=%s batch=%d", c.bind, ops_port(ops),
              c.credit_url, c.push.batch);
 
     for (bool stop = false; !stop;) {
-        zmq_pollitem_t items[3] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
-                                   {sub, 0, ZMQ_POLLIN, 0},
-                                   {NULL, sigfd, ZMQ_POLLIN, 0}};
+        /* The POSTs in flight are polled with the door and the bus: a platform that hangs
+         * holds neither (libcurl multi, deliver.h). */
+        zmq_pollitem_t items[3 + S_CURL_FDS] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
+                                                {sub, 0, ZMQ_POLLIN, 0},
+                                                {NULL, sigfd, ZMQ_POLLIN, 0}};
+        int nitems = 3 + push_pollitems(push, items + 3, S_CURL_FDS);
         int64_t now = util_mono_ms();
-        int64_t wait = app.pending ? 0 : timer_due - now;
-        if (zmq_poll(items, 3,
-                     wait < 0      ? 0
-                     : wait > 1000 ? 1000
-                                   : (long)wait) < 0 &&
-            zmq_errno() != EINTR) {
+        int64_t wait = app.pending && push_can_start(push) ? 0 : timer_due - now;
+        wait = wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
+        wait = push_wait_ms(push, (long)wait);
+        if (zmq_poll(items, nitems, (long)wait) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
@@ -333,15 +380,18 @@ main(void)
                 safety = now + S_SAFETY_MS;
             }
         }
-        if (app.pending && !stop) {
-            app.pending = false;
-            if (s_leader(db_push, &conn_id, &leader))
-                s_push(db_push, deliver, timers, &c.push, m);
+        s_deliver(&dv, stop);
+        if (now >= gauge) {
+            int64_t depth = queue_depth(db_push);
+            if (depth >= 0)
+                ops_set(m[3], (double)depth);
+            gauge = now + S_GAUGE_MS;
         }
     }
     log_info("creditpush stopping", "signal=%s", "term");
     rc = 0;
 done:
+    push_destroy(&push);
     bus_sub_destroy(&bsub);
     rpc_server_destroy(&rpc);
     zsock_close(&sub);
@@ -351,7 +401,6 @@ done:
     db_destroy(&db_rpc);
     db_destroy(&db_sub);
     db_destroy(&db_push);
-    deliver_destroy(&deliver);
     timers_destroy(&timers);
     explicit_bzero(c.sec, sizeof c.sec);
     if (sigfd >= 0)

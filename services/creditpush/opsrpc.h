@@ -1,5 +1,6 @@
 /* opsrpc: the operators' ops on creditpush's request door (common/rpc; allowed:
- * svc:sxctl and svc:ops): creditpush.dead_letters, creditpush.retry, creditpush.depth.
+ * svc:sxctl and svc:ops): creditpush.dead_letters, creditpush.retry, creditpush.depth,
+ * creditpush.export (the records as pushed, for `sxctl credit export`).
  * schemas/messages/creditpush.md documents them. */
 #ifndef SX_CP_OPSRPC_H
 #define SX_CP_OPSRPC_H

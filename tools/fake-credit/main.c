@@ -7,7 +7,10 @@
  *                         body (libsodium crypto_auth_hmacsha256, key from the settings);
  *                         every record checked (sgs_record_check), counted by its key
  *   GET  /admin/stats     {received, accepted, duplicates, rejected, bad_auth, bad_body,
- *                          withdrawn, early_withdrawals, keys: {key: times seen}}
+ *                          withdrawn, repaired, early_withdrawals (status changes of a
+ *                          record never received), hanging (pushes held unanswered now),
+ *                          serious (records accepted with "serious": true),
+ *                          keys: {key: times seen}}
  *   POST /admin/mode?mode=ok|fail|hang|refuse|lose|reject|garbage&ms=N
  *                         for N ms (0: until told otherwise): answer 500 / hang (then
  *                         500) / drop the connection unanswered / apply the batch but
@@ -29,7 +32,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
-#include "../../services/creditpush/sgs_record.h"
+#include "sgs_record.h"
 #include "util.h"
 
 #define S_BODY_MAX    (8 * 1024 * 1024) /* one batch */
@@ -44,7 +47,9 @@ typedef struct {
     int64_t mode_until;      /* monotonic ms when mode falls back to S_OK; 0 never */
     json_t *keys;            /* idempotency key -> times seen */
     json_t *sent;            /* "kind:WSH" of every accepted record, for withdrawals */
-    long received, accepted, duplicates, rejected, bad_auth, bad_body, withdrawn, early;
+    long received, accepted, duplicates, rejected, bad_auth, bad_body, withdrawn, repaired, early;
+    long serious; /* records accepted with the blacklist flag (严重违法失信) */
+    long hanging; /* pushes held unanswered right now (hang, lose) */
 } s_state_t;
 
 typedef struct {
@@ -122,16 +127,22 @@ s_record(s_state_t *st, const json_t *rec)
     const char *kind = json_string_value(json_object_get(rec, "kind"));
     const char *op = json_string_value(json_object_get(rec, "op"));
     const json_t *data = json_object_get(rec, "data");
+    const json_t *serious = json_object_get(rec, "serious");
     char reason[SGS_REASON_MAX] = "";
     st->received++;
     if (!key || !key[0] || strlen(key) > 64)
         snprintf(reason, sizeof reason, "key: required, at most 64 bytes");
-    else if (!op || (strcmp(op, "publish") != 0 && strcmp(op, "withdraw") != 0))
-        snprintf(reason, sizeof reason, "op: publish or withdraw");
+    else if (serious && !json_is_boolean(serious))
+        snprintf(reason, sizeof reason, "serious: not a boolean");
+    else if (!op || (strcmp(op, "publish") != 0 && strcmp(op, "withdraw") != 0 &&
+                     strcmp(op, "repair") != 0))
+        snprintf(reason, sizeof reason, "op: publish, withdraw or repair");
     else if (strcmp(op, "publish") == 0)
         sgs_record_check(data, kind, reason);
-    else
+    else if (strcmp(op, "withdraw") == 0)
         sgs_record_check_withdrawal(data, kind, reason);
+    else
+        sgs_record_check_repair(data, kind, reason);
     if (reason[0]) {
         st->rejected++;
         return json_pack("{s:s?,s:s,s:s}", "key", key, "status", "rejected", "reason", reason);
@@ -147,12 +158,16 @@ s_record(s_state_t *st, const json_t *rec)
     bool penalty = strcmp(kind, "penalty") == 0;
     snprintf(sent, sizeof sent, "%s:%s", kind,
              json_string_value(json_object_get(data, penalty ? "CF_WSH" : "XK_WSH")));
-    if (strcmp(op, "withdraw") == 0) {
-        st->withdrawn++;
+    if (strcmp(op, "publish") != 0) {
+        if (strcmp(op, "withdraw") == 0)
+            st->withdrawn++;
+        else
+            st->repaired++;
         if (!json_object_get(st->sent, sent))
-            st->early++; /* a withdrawal of a record never received: counted, kept */
+            st->early++; /* a status change of a record never received: counted, kept */
     } else {
         st->accepted++;
+        st->serious += json_is_true(serious);
         json_object_set_new(st->sent, sent, json_true());
     }
     return json_pack("{s:s,s:s}", "key", key, "status", "accepted");
@@ -203,11 +218,13 @@ s_admin(s_state_t *st, struct MHD_Connection *conn, const char *url, const char 
     if (strcmp(url, "/admin/stats") == 0 && strcmp(method, "GET") == 0) {
         pthread_mutex_lock(&st->lock);
         json_t *o = json_pack(
-            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "received", (json_int_t)st->received,
-            "accepted", (json_int_t)st->accepted, "duplicates", (json_int_t)st->duplicates,
-            "rejected", (json_int_t)st->rejected, "bad_auth", (json_int_t)st->bad_auth, "bad_body",
-            (json_int_t)st->bad_body, "withdrawn", (json_int_t)st->withdrawn, "early_withdrawals",
-            (json_int_t)st->early, "keys", st->keys);
+            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "received",
+            (json_int_t)st->received, "accepted", (json_int_t)st->accepted, "duplicates",
+            (json_int_t)st->duplicates, "rejected", (json_int_t)st->rejected, "bad_auth",
+            (json_int_t)st->bad_auth, "bad_body", (json_int_t)st->bad_body, "withdrawn",
+            (json_int_t)st->withdrawn, "repaired", (json_int_t)st->repaired, "early_withdrawals",
+            (json_int_t)st->early, "hanging", (json_int_t)st->hanging, "serious",
+            (json_int_t)st->serious, "keys", st->keys);
         pthread_mutex_unlock(&st->lock);
         return s_reply(conn, 200, o);
     }
@@ -229,6 +246,20 @@ s_admin(s_state_t *st, struct MHD_Connection *conn, const char *url, const char 
                        "mode: ok, fail, hang, refuse, lose, reject or garbage");
     }
     return s_error(conn, 404, "not_found", url);
+}
+
+/* Holds the connection's thread while the mode is m, counted in `hanging`. */
+static void
+s_hold(s_state_t *st, s_mode_t m)
+{
+    pthread_mutex_lock(&st->lock);
+    st->hanging++;
+    pthread_mutex_unlock(&st->lock);
+    while (!s_stop && s_mode(st) == m)
+        util_sleep_ms(20);
+    pthread_mutex_lock(&st->lock);
+    st->hanging--;
+    pthread_mutex_unlock(&st->lock);
 }
 
 static enum MHD_Result
@@ -287,12 +318,10 @@ s_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *me
     }
     case S_LOSE:
         s_push(st, conn, b); /* applied and queued; held back until the mode changes */
-        while (!s_stop && s_mode(st) == S_LOSE)
-            util_sleep_ms(50);
+        s_hold(st, S_LOSE);
         return MHD_YES;
     case S_HANG:
-        while (!s_stop && s_mode(st) == S_HANG)
-            util_sleep_ms(50);
+        s_hold(st, S_HANG);
         return s_error(conn, 500, "unavailable", "hung");
     }
     return MHD_NO;

@@ -30,6 +30,7 @@ extern const sxctl_verb_t sxctl_verb_keygen;
 extern const sxctl_verb_t sxctl_verb_call;
 extern const sxctl_verb_t sxctl_verb_tail;
 extern const sxctl_verb_t sxctl_verb_record;
+extern const sxctl_verb_t sxctl_verb_credit;
 
 /* Prints "sxctl VERB: MESSAGE" and a pointer to `sxctl VERB --help` on stderr; returns
  * SXCTL_USAGE, so a verb can `return sxctl_usage(...)`. */

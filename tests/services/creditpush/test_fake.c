@@ -12,7 +12,7 @@
 #include <curl/curl.h>
 
 #include "../../../services/creditpush/deliver.h"
-#include "../../../services/creditpush/sgs_record.h"
+#include "sgs_record.h"
 #include "fixtures.h"
 #include "tproc.h"
 

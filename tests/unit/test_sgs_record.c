@@ -1,4 +1,5 @@
-/* sgs_record: the 双公示 mapping and its checks (sgs-fields.md). Pure: no servers. */
+/* sgs_record (common/): the 双公示 mapping and its checks (sgs-fields.md), the status
+ * changes (撤销, 信用修复) and the export's columns. Pure: no servers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "../../../services/creditpush/sgs_record.h"
-#include "fixtures.h"
+#include "sgs_record.h"
+#include "../services/creditpush/fixtures.h"
 
 /* Builds from rec (consumed); asserts success. */
 static json_t *
@@ -141,13 +142,112 @@ test_withdrawal(void **state)
     json_decref(w);
 }
 
+static void
+test_repair(void **state)
+{
+    (void)state;
+    char reason[SGS_REASON_MAX];
+    json_t *r = sgs_record_repair("嘉市监罚〔2026〕1号", "2026/11/27", "已履行并整改");
+    assert_int_equal(sgs_record_check_repair(r, "penalty", reason), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "CF_ZT")), "3");
+    assert_string_equal(json_string_value(json_object_get(r, "BZ")), "信用修复: 已履行并整改");
+    assert_int_equal(sgs_record_check_repair(r, "licence", reason), -1);
+    assert_string_equal(reason, "kind: a repair (信用修复) is for penalties only");
+    /* A repair is not a withdrawal, nor the other way round. */
+    assert_int_equal(sgs_record_check_withdrawal(r, "penalty", reason), -1);
+    json_object_set_new(r, "CF_GSJZQ", json_string("2026-11-27"));
+    assert_int_equal(sgs_record_check_repair(r, "penalty", reason), -1);
+    assert_string_equal(reason, "CF_GSJZQ: not a real date YYYY/MM/DD");
+    json_object_set_new(r, "CF_GSJZQ", json_string("2026/11/27"));
+    json_object_set_new(r, "CF_ZT", json_string("1"));
+    assert_int_equal(sgs_record_check_repair(r, "penalty", reason), -1);
+    assert_string_equal(reason, "CF_ZT: must be 3 (信用修复)");
+    json_decref(r);
+    json_t *w = sgs_record_withdrawal("penalty", "嘉市监罚〔2026〕1号", "x");
+    assert_int_equal(sgs_record_check_repair(w, "penalty", reason), -1);
+    json_decref(w);
+    /* A reason of 2000 bytes (publication's limit) behind the prefix: BZ is cut to 2000
+     * bytes on a character boundary, and the repair stays valid. */
+    char long_reason[2001] = "";
+    for (int i = 0; i < 666; i++)
+        strcat(long_reason, "修");
+    r = sgs_record_repair("嘉市监罚〔2026〕1号", "2026/11/27", long_reason);
+    assert_non_null(r);
+    assert_int_equal(sgs_record_check_repair(r, "penalty", reason), 0);
+    size_t bz = json_string_length(json_object_get(r, "BZ"));
+    assert_true(bz <= 2000 && bz > 1990);
+    json_decref(r);
+}
+
+/* A key from outside in a reason: cut to 64 bytes on a character boundary, so the reason
+ * is always valid text and keeps its "FIELD: why" shape. */
+static void
+test_reason_of_a_long_key(void **state)
+{
+    (void)state;
+    char key[400] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(key, "键"); /* 3 bytes each */
+    json_t *d = s_build_ok(fx_penalty(1, "x"), "penalty");
+    json_object_set_new(d, key, json_string("v"));
+    char reason[SGS_REASON_MAX];
+    assert_int_equal(sgs_record_check(d, "penalty", reason), -1);
+    assert_int_equal(strncmp(reason, key, 63), 0);
+    assert_string_equal(reason + 63, "...: unknown field");
+    json_t *text = json_string(reason);
+    assert_non_null(text); /* valid UTF-8 */
+    json_decref(text);
+    json_decref(d);
+}
+
+/* The export's columns cover every field a record may carry, in the standard's names. */
+static void
+test_columns(void **state)
+{
+    (void)state;
+    const char *const *cf = sgs_record_columns("penalty");
+    const char *const *xk = sgs_record_columns("licence");
+    assert_non_null(cf);
+    assert_non_null(xk);
+    assert_null(sgs_record_columns("coercion"));
+    assert_string_equal(cf[0], "CF_XDR_MC");
+    assert_string_equal(xk[0], "XK_XDR_MC");
+    json_t *d = s_build_ok(fx_penalty(1, "x"), "penalty");
+    json_object_set_new(d, "CF_FRDB", json_string("李四")); /* the prefixed form is read too */
+    char reason[SGS_REASON_MAX];
+    assert_int_equal(sgs_record_check(d, "penalty", reason), 0);
+    assert_string_equal(sgs_record_value(d, "penalty", "FRDB"), "李四");
+    const char *key;
+    json_t *val;
+    json_object_foreach(d, key, val)
+    {
+        bool found = false;
+        for (const char *const *c = cf; *c && !found; c++)
+            found = sgs_record_value(d, "penalty", *c) == json_string_value(val);
+        if (!found)
+            fail_msg("%s has no column", key);
+    }
+    json_decref(d);
+    d = s_build_ok(fx_licence(1), "licence");
+    json_object_foreach(d, key, val)
+    {
+        bool found = false;
+        for (const char *const *c = xk; *c && !found; c++)
+            found = sgs_record_value(d, "licence", *c) == json_string_value(val);
+        if (!found)
+            fail_msg("%s has no column", key);
+    }
+    json_decref(d);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_penalty_valid),   cmocka_unit_test(test_licence_valid),
-        cmocka_unit_test(test_penalty_invalid), cmocka_unit_test(test_licence_invalid),
-        cmocka_unit_test(test_withdrawal),
+        cmocka_unit_test(test_penalty_valid),        cmocka_unit_test(test_licence_valid),
+        cmocka_unit_test(test_penalty_invalid),      cmocka_unit_test(test_licence_invalid),
+        cmocka_unit_test(test_withdrawal),           cmocka_unit_test(test_repair),
+        cmocka_unit_test(test_reason_of_a_long_key), cmocka_unit_test(test_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* sgs_record: the 双公示 record (sgs-fields.md) and its checks. */
+/* sgs_record: the 双公示 record (sgs-fields.md) and its checks; shared by creditpush,
+ * tools/fake-credit and the fuzz target, so it depends on common/ only. */
 #include "sgs_record.h"
 
 #include <stdio.h>
@@ -44,10 +45,22 @@ static const s_field_t s_licence[] = {
     {"XK_LYDW", S_TEXT, true},  {"XK_LYDWDM", S_USCC, true}, {"BZ", S_TEXT, false},
     {NULL, S_TEXT, false}};
 
+#define S_NAME_SHOWN 64 /* bytes of a field's name kept in a reason */
+
+/* "FIELD: why". The name may come from outside (an unknown key): at most S_NAME_SHOWN
+ * bytes of it are kept, cut before a UTF-8 sequence, so that the reason always fits and
+ * is valid text wherever it is stored (a dead letter, the platform's answer). */
 static int
 s_fail(char *reason, const char *field, const char *why)
 {
-    snprintf(reason, SGS_REASON_MAX, "%s: %s", field, why);
+    size_t n = strlen(field);
+    if (n > S_NAME_SHOWN) {
+        n = S_NAME_SHOWN;
+        while (n > 0 && ((unsigned char)field[n] & 0xc0) == 0x80)
+            n--;
+    }
+    snprintf(reason, SGS_REASON_MAX, "%.*s%s: %s", (int)n, field, n < strlen(field) ? "..." : "",
+             why);
     return -1;
 }
 
@@ -312,13 +325,29 @@ sgs_record_serious(const json_t *data)
     return until - from > 366 * 2; /* 严重: 3 years; 一般 1 year, 轻微 3 months */
 }
 
+/* BZ: prefix and text, cut to S_VALUE_MAX bytes before a UTF-8 sequence (a reason of
+ * up to 2000 bytes behind a prefix must not make the record invalid). */
+static void
+s_bz(char out[S_VALUE_MAX + 1], const char *prefix, const char *text)
+{
+    size_t n = (size_t)snprintf(out, S_VALUE_MAX + 1, "%s%s", prefix, text);
+    if (n > S_VALUE_MAX) {
+        n = S_VALUE_MAX;
+        while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80)
+            n--;
+        out[n] = '\0';
+    }
+}
+
 json_t *
 sgs_record_withdrawal(const char *kind, const char *decision_no, const char *reason)
 {
     bool penalty = strcmp(kind, "penalty") == 0;
+    char bz[S_VALUE_MAX + 1];
+    s_bz(bz, "", reason);
     /* CF_ZT 1 撤销 (older layout codes); licences carry XK_ZT as text. */
     return json_pack("{s:s,s:s,s:s}", penalty ? "CF_WSH" : "XK_WSH", decision_no,
-                     penalty ? "CF_ZT" : "XK_ZT", penalty ? "1" : "撤销", "BZ", reason);
+                     penalty ? "CF_ZT" : "XK_ZT", penalty ? "1" : "撤销", "BZ", bz);
 }
 
 int
@@ -337,4 +366,73 @@ sgs_record_check_withdrawal(const json_t *data, const char *kind, char *reason)
         return s_fail(reason, names[1], penalty ? "must be 1 (撤销)" : "must be 撤销");
     reason[0] = '\0';
     return 0;
+}
+
+json_t *
+sgs_record_repair(const char *decision_no, const char *until, const char *reason)
+{
+    char bz[S_VALUE_MAX + 1];
+    s_bz(bz, "信用修复: ", reason);
+    return json_pack("{s:s,s:s,s:s,s:s}", "CF_WSH", decision_no, "CF_ZT", "3", "CF_GSJZQ", until,
+                     "BZ", bz);
+}
+
+int
+sgs_record_check_repair(const json_t *data, const char *kind, char *reason)
+{
+    static const char *const names[] = {"CF_WSH", "CF_ZT", "CF_GSJZQ", "BZ"};
+    date_t d;
+    if (!kind || strcmp(kind, "penalty") != 0)
+        return s_fail(reason, "kind", "a repair (信用修复) is for penalties only");
+    if (!json_is_object(data) || json_object_size(data) != 4)
+        return s_fail(reason, "data", "a repair has exactly CF_WSH, CF_ZT, CF_GSJZQ and BZ");
+    for (int i = 0; i < 4; i++) {
+        const json_t *v = json_object_get(data, names[i]);
+        if (!s_get(data, names[i]))
+            return s_fail(reason, names[i], "required");
+        if (json_string_length(v) > S_VALUE_MAX)
+            return s_fail(reason, names[i], "longer than 2000 bytes");
+    }
+    if (strcmp(s_get(data, "CF_ZT"), "3") != 0)
+        return s_fail(reason, "CF_ZT", "must be 3 (信用修复)");
+    if (!s_date(s_get(data, "CF_GSJZQ"), &d))
+        return s_fail(reason, "CF_GSJZQ", "not a real date YYYY/MM/DD");
+    reason[0] = '\0';
+    return 0;
+}
+
+/* The column lists, built once from the field tables (party first, as sgs-fields.md). */
+static const char *const s_cf_cols[] = {
+    "CF_XDR_MC",   "CF_XDR_LB",   "CF_XDR_SHXYM", "CF_XDR_GSZC", "CF_XDR_ZZJG", "CF_XDR_SWDJ",
+    "CF_XDR_SYDW", "CF_XDR_SHZZ", "FRDB",         "FR_ZJLX",     "FR_ZJHM",     "CF_XDR_ZJLX",
+    "CF_XDR_ZJHM", "CF_WSH",      "CF_WFXW",      "CF_SY",       "CF_YJ",       "CF_CFLB",
+    "CF_NR",       "CF_NR_FK",    "CF_NR_WFFF",   "CF_NR_ZKDX",  "CF_JDRQ",     "CF_YXQ",
+    "CF_GSJZQ",    "CF_CFJG",     "CF_CFJGDM",    "CF_SJLY",     "CF_SJLYDM",   "BZ",
+    NULL};
+static const char *const s_xk_cols[] = {
+    "XK_XDR_MC",   "XK_XDR_LB",   "XK_XDR_SHXYM", "XK_XDR_GSZC", "XK_XDR_ZZJG", "XK_XDR_SWDJ",
+    "XK_XDR_SYDW", "XK_XDR_SHZZ", "FRDB",         "FR_ZJLX",     "FR_ZJHM",     "XK_XDR_ZJLX",
+    "XK_XDR_ZJHM", "XK_XKWS",     "XK_WSH",       "XK_XKLB",     "XK_XKZS",     "XK_XKBH",
+    "XK_NR",       "XK_JDRQ",     "XK_YXQZ",      "XK_YXQZI",    "XK_XKJG",     "XK_XKJGDM",
+    "XK_ZT",       "XK_LYDW",     "XK_LYDWDM",    "BZ",          NULL};
+
+const char *const *
+sgs_record_columns(const char *kind)
+{
+    if (kind && strcmp(kind, "penalty") == 0)
+        return s_cf_cols;
+    if (kind && strcmp(kind, "licence") == 0)
+        return s_xk_cols;
+    return NULL;
+}
+
+const char *
+sgs_record_value(const json_t *data, const char *kind, const char *col)
+{
+    const char *v = json_string_value(json_object_get(data, col));
+    if (v || strncmp(col, "FR", 2) != 0 || !kind)
+        return v;
+    char name[32];
+    snprintf(name, sizeof name, "%s%s", strcmp(kind, "penalty") == 0 ? "CF_" : "XK_", col);
+    return json_string_value(json_object_get(data, name));
 }

@@ -6,8 +6,8 @@
  * The same checks run in creditpush before anything is queued and in tools/fake-credit
  * on what arrives, so a record that cannot be valid is dead-lettered here, never sent
  * half-right. */
-#ifndef SX_CP_SGS_RECORD_H
-#define SX_CP_SGS_RECORD_H
+#ifndef SX_SGS_RECORD_H
+#define SX_SGS_RECORD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,11 +42,34 @@ bool sgs_record_key_domain(const json_t *data);
 bool sgs_record_serious(const json_t *data);
 
 /* The withdrawal (撤销) of a record already sent: {CF_ZT or XK_ZT "1"/"撤销", wsh, the
- * reason}. New object or NULL when out of memory. */
+ * reason as BZ, cut to 2000 bytes on a character boundary}. New object or NULL when out
+ * of memory or a string is not UTF-8. */
 json_t *sgs_record_withdrawal(const char *kind, const char *decision_no, const char *reason);
 
 /* Checks a withdrawal built by sgs_record_withdrawal: exactly WSH, ZT and BZ of kind,
  * non-empty. Returns 0, or -1 with reason naming the field. */
 int sgs_record_check_withdrawal(const json_t *data, const char *kind, char *reason);
+
+/* The credit repair (信用修复, 信用修复管理办法) of a penalty already sent: publication
+ * ends early on day `until` (YYYY/MM/DD, the day of the repair) while the decision stands,
+ * so it is not a 撤销: {CF_WSH, CF_ZT "3" (其他: 信用修复, 停止公示), CF_GSJZQ until,
+ * BZ "信用修复: <reason>", cut to 2000 bytes on a character boundary}. Penalties only
+ * (licences are not repaired). New object or NULL when out of memory or a string is not
+ * UTF-8. */
+json_t *sgs_record_repair(const char *decision_no, const char *until, const char *reason);
+
+/* Checks a repair built by sgs_record_repair: kind penalty, exactly CF_WSH, CF_ZT "3",
+ * CF_GSJZQ (a real date) and BZ, non-empty. Returns 0, or -1 with reason naming the field. */
+int sgs_record_check_repair(const json_t *data, const char *kind, char *reason);
+
+/* The columns of the standard's layout for kind ("penalty": the CF_* party fields, the
+ * penalty fields, BZ; "licence": the XK_* ones), in the order of sgs-fields.md, or NULL
+ * for another kind. A static NULL-terminated array. The party's FRDB / FR_ZJLX / FR_ZJHM
+ * are named without prefix, as the standard writes them. */
+const char *const *sgs_record_columns(const char *kind);
+
+/* The value of column col in data (a record as built), looking under the prefixed name
+ * too for FRDB / FR_ZJLX / FR_ZJHM; NULL when absent. Borrowed from data. */
+const char *sgs_record_value(const json_t *data, const char *kind, const char *col);
 
 #endif
