@@ -12,6 +12,8 @@
 #include "workflow.h"
 
 const char *const events_prefixes[] = {"case.", "registry.", "inspection.", NULL};
+const char *const events_review_prefixes[] = {"review.", NULL};
+const char *const events_recording_prefixes[] = {"record.", NULL};
 
 static const char *const s_types[] = {"licence", "penalty", "coercion", "inspection", "levy", NULL};
 
@@ -68,6 +70,49 @@ events_prepare(db_t *db)
                      "version = version + 1 WHERE agency = $1 AND case_id = $2 "
                      "AND state <> 'withdrawn' "
                      "RETURNING id, case_no, type, decision_no, published_at IS NOT NULL",
+                     5);
+    /* 轻微 penalties are published only when the agency set it (publication.settings). */
+    rc |= db_prepare(db, "pub_minor_on",
+                     "SELECT coalesce((SELECT publish_minor FROM publication.agency_setting "
+                     "WHERE agency = $1), false)",
+                     1);
+    /* Statistics facts (003_stats.sql): keyed by what makes each one fact, so a replayed
+     * event inserts nothing. */
+    rc |= db_prepare(db, "st_case_put",
+                     "INSERT INTO publication.stat_case (agency, case_id, type, opened_on) "
+                     "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                     4);
+    rc |= db_prepare(db, "st_proposal_put",
+                     "INSERT INTO publication.stat_proposal (agency, case_id, version, "
+                     "proposed_on, requires_review) VALUES ($1, $2, $3, $4, $5) "
+                     "ON CONFLICT DO NOTHING",
+                     5);
+    rc |= db_prepare(db, "st_deadline_put",
+                     "INSERT INTO publication.stat_deadline (agency, case_id, deadline, on_day) "
+                     "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                     4);
+    return rc ? -1 : 0;
+}
+
+int
+events_prepare_stats(db_t *db)
+{
+    int rc = 0;
+    rc |= db_prepare(db, "st_review_put",
+                     "INSERT INTO publication.stat_review (agency, case_id, proposal_version, "
+                     "outcome, on_day) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                     5);
+    rc |= db_prepare(db, "st_gap_put",
+                     "INSERT INTO publication.stat_gap (agency, case_id, stage, rule, opened_on) "
+                     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                     5);
+    /* A gap closed before its record.gap was seen (never, in stream order; kept safe) is
+     * inserted closed. The first closing day stays. */
+    rc |= db_prepare(db, "st_gap_close",
+                     "INSERT INTO publication.stat_gap (agency, case_id, stage, rule, opened_on, "
+                     "closed_on) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (agency, case_id, "
+                     "stage, rule) DO UPDATE SET closed_on = EXCLUDED.closed_on "
+                     "WHERE stat_gap.closed_on IS NULL",
                      5);
     return rc ? -1 : 0;
 }
@@ -202,7 +247,7 @@ s_entry(db_t *tx, const char *list, const char *agency, const bus_event_t *ev)
 }
 
 static int
-s_opened(db_t *tx, const char *agency, evmsg_map_t *d)
+s_opened(db_t *tx, const char *agency, evmsg_map_t *d, date_t day)
 {
     pub_case_t c = {0};
     static const char *const kinds[] = {"person", "org", NULL};
@@ -216,15 +261,61 @@ s_opened(db_t *tx, const char *agency, evmsg_map_t *d)
     evmsg_map_str(&p, "name", EVMSG_NONEMPTY, 200, c.party_name);
     evmsg_map_str(&p, "id_type", EVMSG_NONEMPTY, 15, c.party_id_type);
     evmsg_map_str(&p, "id_no", EVMSG_NONEMPTY, 32, c.party_id_no);
+    date_t opened_on = day;
+    evmsg_map_date(d, "opened_on", EVMSG_OPTIONAL, &opened_on);
     if (d->err->reason[0])
         return 1;
-    char id[24];
+    char id[24], on[11];
     snprintf(id, sizeof id, "%" PRIu64, c.case_id);
     const char *v[] = {agency,        id,
                        c.case_no,     kinds[k],
                        c.party_name,  c.party_id_type,
                        c.party_id_no, summary[0] ? summary : NULL};
     PGresult *r = db_exec_prepared(tx, "pub_party_put", 8, v, NULL, NULL, 0);
+    PQclear(r);
+    if (!r)
+        return -1;
+    /* 统计: cases opened, by type. */
+    const char *sv[] = {agency, id, c.type, date_format(opened_on, on)};
+    r = db_exec_prepared(tx, "st_case_put", 4, sv, NULL, NULL, 0);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+/* case.proposed: a proposal version, a review request unless review says not_required. */
+static int
+s_proposed(db_t *tx, const char *agency, evmsg_map_t *d, date_t day)
+{
+    uint64_t case_id = 0, version = 0;
+    bool requires = false;
+    evmsg_map_uint(d, "case_id", 0, INT64_MAX, &case_id);
+    evmsg_map_uint(d, "version", 0, INT32_MAX, &version);
+    evmsg_map_bool(d, "requires_review", EVMSG_OPTIONAL, &requires);
+    if (d->err->reason[0])
+        return 1;
+    char id[24], ver[16], on[11];
+    snprintf(id, sizeof id, "%" PRIu64, case_id);
+    snprintf(ver, sizeof ver, "%" PRIu64, version);
+    const char *v[] = {agency, id, ver, date_format(day, on), requires ? "true" : "false"};
+    PGresult *r = db_exec_prepared(tx, "st_proposal_put", 5, v, NULL, NULL, 0);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+/* case.deadline.overdue: a statutory case deadline missed (counted against the agency). */
+static int
+s_deadline_missed(db_t *tx, const char *agency, evmsg_map_t *d, date_t day)
+{
+    uint64_t case_id = 0;
+    date_t deadline = 0;
+    evmsg_map_uint(d, "case_id", 0, INT64_MAX, &case_id);
+    evmsg_map_date(d, "deadline", 0, &deadline);
+    if (d->err->reason[0])
+        return 1;
+    char id[24], dl[11], on[11];
+    snprintf(id, sizeof id, "%" PRIu64, case_id);
+    const char *v[] = {agency, id, date_format(deadline, dl), date_format(day, on)};
+    PGresult *r = db_exec_prepared(tx, "st_deadline_put", 4, v, NULL, NULL, 0);
     PQclear(r);
     return r ? 0 : -1;
 }
@@ -353,6 +444,16 @@ s_decided(db_t *tx, const publication_t *app, const char *agency, evmsg_map_t *d
          * published at all, so such a record is kept as exempt and never drafted. */
         bool penalty = strcmp(c->type, "penalty") == 0;
         bool exempt = penalty && strcmp(c->circumstance, "minor") == 0;
+        if (exempt) {
+            /* ... unless the agency set otherwise (publication.settings). */
+            PGresult *m =
+                db_exec_prepared(tx, "pub_minor_on", 1, (const char *[]){agency}, NULL, NULL, 0);
+            if (!m)
+                rc = -1;
+            else if (PQgetvalue(m, 0, 0)[0] == 't')
+                exempt = false;
+            PQclear(m);
+        }
         if (penalty) {
             date_format(sgs_publish_until(c->decision_date, c->circumstance), expb);
             date_format(sgs_repair_from(c->decision_date, c->circumstance), repb);
@@ -372,7 +473,7 @@ s_decided(db_t *tx, const publication_t *app, const char *agency, evmsg_map_t *d
                            penalty ? expb : NULL,
                            exempt ? "exempt" : "draft",
                            penalty ? repb : NULL};
-        PGresult *r = db_exec_prepared(tx, "pub_record_put", 15, v, NULL, NULL, 0);
+        PGresult *r = rc == 0 ? db_exec_prepared(tx, "pub_record_put", 15, v, NULL, NULL, 0) : NULL;
         if (!r)
             rc = -1;
         else if (PQntuples(r) == 1 && !exempt) {
@@ -448,6 +549,7 @@ events_handle(db_t *tx, const bus_event_t *events, int n, void *arg)
         const char *agency = ev->topic + tlen - EVMSG_AGENCY_LEN;
         char why[256] = "";
         int rc = 0;
+        date_t day = date_from_unix_cst(ev->at / 1000);
         if (s_is(ev->topic, "registry.")) {
             /* registry.<list>.<agency>: every list goes to the agency page. */
             char list[32] = "";
@@ -459,7 +561,11 @@ events_handle(db_t *tx, const bus_event_t *events, int n, void *arg)
             if (rc == 0 && (strcmp(list, "agency") == 0 || strcmp(list, "officer") == 0))
                 rc = s_registry(tx, list, agency, &d);
         } else if (s_is(ev->topic, "case.opened."))
-            rc = s_opened(tx, agency, &d);
+            rc = s_opened(tx, agency, &d, day);
+        else if (s_is(ev->topic, "case.proposed."))
+            rc = s_proposed(tx, agency, &d, day);
+        else if (s_is(ev->topic, "case.deadline.overdue."))
+            rc = s_deadline_missed(tx, agency, &d, day);
         else if (s_is(ev->topic, "case.decided."))
             rc = s_decided(tx, app, agency, &d, false, why, sizeof why);
         else if (s_is(ev->topic, "inspection.resulted."))
@@ -475,6 +581,95 @@ events_handle(db_t *tx, const bus_event_t *events, int n, void *arg)
         }
     }
     return 0;
+}
+
+/* review.<outcome>.<agency> -> stat_review. Returns 0, 1 (unusable or not counted), -1. */
+static int
+s_review(db_t *tx, const char *outcome, const char *agency, evmsg_map_t *d, date_t day)
+{
+    static const char *const counted[] = {"not_required", "approved", "returned", "referred",
+                                          "escalated",    "overdue",  NULL};
+    bool known = false;
+    for (int i = 0; counted[i]; i++)
+        known = known || strcmp(outcome, counted[i]) == 0;
+    if (!known)
+        return 0; /* review.due_soon: nothing to count */
+    uint64_t case_id = 0, version = 0;
+    evmsg_map_uint(d, "case_id", 0, INT64_MAX, &case_id);
+    evmsg_map_uint(d, "proposal_version", 0, INT32_MAX, &version);
+    if (d->err->reason[0])
+        return 1;
+    char id[24], ver[16], on[11];
+    snprintf(id, sizeof id, "%" PRIu64, case_id);
+    snprintf(ver, sizeof ver, "%" PRIu64, version);
+    const char *v[] = {agency, id, ver, outcome, date_format(day, on)};
+    PGresult *r = db_exec_prepared(tx, "st_review_put", 5, v, NULL, NULL, 0);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+/* record.gap / record.gap_closed -> stat_gap. Returns 0, 1 (unusable), -1. */
+static int
+s_gap(db_t *tx, bool closed, const char *agency, evmsg_map_t *d, date_t day)
+{
+    uint64_t case_id = 0;
+    char stage[65], rule[65], id[24], on[11];
+    evmsg_map_uint(d, "case_id", 0, INT64_MAX, &case_id);
+    evmsg_map_str(d, "stage", EVMSG_NONEMPTY, 64, stage);
+    evmsg_map_str(d, "rule", EVMSG_NONEMPTY, 64, rule);
+    /* The day the gap was revealed (closed): the time in the event, else the envelope's. */
+    uint64_t at = 0;
+    if (evmsg_map_uint(d, "at", EVMSG_OPTIONAL, INT64_MAX, &at) == 1)
+        day = date_from_unix_cst((int64_t)(at / 1000));
+    if (d->err->reason[0])
+        return 1;
+    snprintf(id, sizeof id, "%" PRIu64, case_id);
+    const char *v[] = {agency, id, stage, rule, date_format(day, on)};
+    PGresult *r = db_exec_prepared(tx, closed ? "st_gap_close" : "st_gap_put", 5, v, NULL, NULL, 0);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+int
+events_handle_stats(db_t *tx, const bus_event_t *events, int n, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < n; i++) {
+        const bus_event_t *ev = &events[i];
+        size_t tlen = strlen(ev->topic);
+        const char *dot = strchr(ev->topic, '.');
+        if (tlen < EVMSG_AGENCY_LEN + 4 || !dot || ev->topic[tlen - EVMSG_AGENCY_LEN - 1] != '.')
+            continue;
+        const char *agency = ev->topic + tlen - EVMSG_AGENCY_LEN;
+        char name[40] = "";
+        size_t nlen = (size_t)(ev->topic + tlen - EVMSG_AGENCY_LEN - 1 - (dot + 1));
+        if (dot + 1 < agency && nlen < sizeof name)
+            snprintf(name, sizeof name, "%.*s", (int)nlen, dot + 1);
+        evmsg_err_t err = {0};
+        evmsg_map_t d = evmsg_data(ev->msg, &err);
+        date_t day = date_from_unix_cst(ev->at / 1000);
+        int rc = 0;
+        if (s_is(ev->topic, "review."))
+            rc = s_review(tx, name, agency, &d, day);
+        else if (strcmp(name, "gap") == 0 || strcmp(name, "gap_closed") == 0)
+            rc = s_gap(tx, name[3] == '_', agency, &d, day);
+        if (rc < 0)
+            return -1;
+        if (rc > 0) {
+            char why[256];
+            evmsg_err_str(&err, why, sizeof why);
+            log_error("event skipped", "topic=%s seq=%" PRIu64 " why=%s", ev->topic, ev->seq, why);
+        }
+    }
+    return 0;
+}
+
+int
+events_handle_stats_one(db_t *tx, const bus_event_t *ev, void *arg, char *why, size_t whylen)
+{
+    (void)why;
+    (void)whylen;
+    return events_handle_stats(tx, ev, 1, arg);
 }
 
 int

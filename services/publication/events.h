@@ -1,11 +1,15 @@
-/* events: sx-publication's subscriber of stream "intake" and its own events.
+/* events: sx-publication's subscribers of streams "intake", "review" and "recording", and
+ * its own events.
  *
  * In (stream intake): registry.agency.* (the agency's name), registry.officer.* (for
- * certificate checks), case.opened (the party, kept unmasked), case.decided and
- * inspection.resulted (a draft public record, masked, with its deadlines; a 轻微 penalty
- * is kept exempt), case.revoked (the record withdrawn, 行政处罚法 2021 art. 48). Out
- * (stream publication, schemas/messages/publication.md): publication.drafted,
- * .published, .rejected, .withdrawn, .warning, .overdue, .expired. */
+ * certificate checks), case.opened (the party, kept unmasked; the case counted),
+ * case.proposed (a review request, counted), case.deadline.overdue (counted), case.decided
+ * and inspection.resulted (a draft public record, masked, with its deadlines; a 轻微
+ * penalty is kept exempt unless the agency set publish_minor), case.revoked (the record
+ * withdrawn, 行政处罚法 2021 art. 48). In (streams review, recording): the facts the
+ * statistics count (events_handle_stats). Out (stream publication,
+ * schemas/messages/publication.md): publication.drafted, .published, .rejected, .withdrawn,
+ * .warning, .overdue, .expired, .repaired, .resubmitted, .settings, .statistics, .report. */
 #ifndef SX_PUB_EVENTS_H
 #define SX_PUB_EVENTS_H
 
@@ -17,8 +21,25 @@
 /* The prefixes to subscribe to on stream intake (NULL-terminated). */
 extern const char *const events_prefixes[];
 
+/* For the statistics (统计年报): stream review (review.not_required, .approved, .returned,
+ * .referred, .escalated, .overdue counted per proposal version; .due_soon ignored) and
+ * stream recording (record.gap, record.gap_closed: audio/video gaps; the rest ignored). */
+extern const char *const events_review_prefixes[];
+extern const char *const events_recording_prefixes[];
+
 /* Prepares the handler's statements on db (the subscriber's connection). Returns 0/-1. */
 int events_prepare(db_t *db);
+
+/* Prepares events_handle_stats's statements on db. Returns 0 or -1. */
+int events_prepare_stats(db_t *db);
+
+/* bus_batch_fn for streams review and recording: inserts each event's fact (003_stats.sql)
+ * once, whatever the redelivery (the day counted is the event's, China time). A malformed
+ * event is logged at error and skipped. Returns 0, or -1 on a database failure. */
+int events_handle_stats(db_t *tx, const bus_event_t *events, int n, void *arg);
+
+/* bus_handler_fn over events_handle_stats, for bus_sub_new. */
+int events_handle_stats_one(db_t *tx, const bus_event_t *ev, void *arg, char *why, size_t whylen);
 
 /* bus_batch_fn: handles n events of stream intake in tx; arg is a publication_t *.
  * An event that cannot be used (malformed, a decision without its case.opened) is logged

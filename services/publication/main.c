@@ -1,6 +1,7 @@
 /* sx-publication: 执法公示. Settings, sockets and the loop; the rules live in events.c
- * (case events in), records.c and sgs.c (the public record), workflow.c (approval and
- * deadlines), query.c and portal.c (the public API).
+ * (case, review and recording events in), records.c and sgs.c (the public record),
+ * workflow.c (approval and deadlines), stats.c (统计年报), query.c and portal.c (the public
+ * API).
  *
  * Settings (environment):
  *   SX_PG_URL              PostgreSQL (libpq URL), required
@@ -11,6 +12,10 @@
  *   SX_BROKER_PUB, SX_BROKER_SUB, SX_BROKER_PUBLIC_KEY   the broker, required
  *   SX_SHARD_INDEX, SX_SHARD_COUNT  this writer's shard of the case events (default 0 of 1)
  *   SX_PORTAL_BIND, SX_PORTAL_PORT  the public API, default 127.0.0.1:8088
+ *   SX_PORTAL_THREADS, SX_PORTAL_MAX_STALE_MS  its threads (8) and staleness (0: none; portal.h)
+ *   SX_LEGAL_OFFICE        the city legal office's (司法局) agency code: the statistics of
+ *                          each period are reported to it (publication.report.<code>);
+ *                          unset, the reports are only stored and read over rpc
  *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9105
  *   SX_CALENDAR, SX_SCHEMAS, SX_LOG_LEVEL  as for sx-intake
  *
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -29,10 +35,12 @@
 #include "bus.h"
 #include "config.h"
 #include "events.h"
+#include "ident.h"
 #include "keys.h"
 #include "log.h"
 #include "portal.h"
 #include "publication.h"
+#include "stats.h"
 #include "util.h"
 #include "workflow.h"
 #include "zsock.h"
@@ -42,8 +50,9 @@
 
 typedef struct {
     const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas;
-    const char *broker_pub, *broker_sub, *broker_key, *calendar, *portal_bind;
+    const char *broker_pub, *broker_sub, *broker_key, *calendar, *portal_bind, *legal_office;
     int ops_port, portal_port, shard_index, shard_count;
+    portal_opts_t portal;
     log_level_t level;
     char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1];
 } s_config_t;
@@ -64,9 +73,14 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9105, 0, 65535);
     c->portal_bind = config_str(cfg, "SX_PORTAL_BIND", "127.0.0.1");
     c->portal_port = (int)config_int(cfg, "SX_PORTAL_PORT", 8088, 0, 65535);
+    c->portal.threads = (int)config_int(cfg, "SX_PORTAL_THREADS", PORTAL_THREADS_DEFAULT, 1,
+                                        PORTAL_THREADS_MAX);
+    c->portal.max_stale_ms =
+        (int)config_int(cfg, "SX_PORTAL_MAX_STALE_MS", 0, 0, PORTAL_MAX_STALE_MS);
     c->shard_index = (int)config_int(cfg, "SX_SHARD_INDEX", 0, 0, 255);
     c->shard_count = (int)config_int(cfg, "SX_SHARD_COUNT", 1, 1, 256);
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
+    c->legal_office = config_str(cfg, "SX_LEGAL_OFFICE", NULL);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
@@ -81,6 +95,9 @@ s_read_config(config_t *cfg, s_config_t *c)
             config_fail(cfg, required[i][0], "%s", "required");
     if (c->shard_index >= c->shard_count)
         config_fail(cfg, "SX_SHARD_INDEX", "%s", "must be below SX_SHARD_COUNT");
+    ident_err_t ie;
+    if (c->legal_office && ident_uscc_check(c->legal_office, &ie) != 0)
+        config_fail(cfg, "SX_LEGAL_OFFICE", "%s", "expected an 18-character agency code");
     if (c->broker_key && !keys_z85_valid(c->broker_key))
         config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
     char err[512];
@@ -102,21 +119,31 @@ s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* Claims due timers, fires them, arms new drafts; rearms everything when Redis lost them. */
+/* Claims due timers, fires them, arms new drafts; rearms everything when Redis lost them.
+ * The statistics' period timers are armed with the rest, and again after one fired. */
 static void
-s_timers(db_t *db, timers_t *timers)
+s_timers(db_t *db, timers_t *timers, const char *legal_office)
 {
-    if (timer_needs_rearm(timers) && workflow_rearm(db, timers) < 0) {
-        log_warn("timers not rearmed", "error=%s", timer_error(timers));
-        return;
+    if (timer_needs_rearm(timers)) {
+        if (workflow_rearm(db, timers) < 0) {
+            log_warn("timers not rearmed", "error=%s", timer_error(timers));
+            return;
+        }
+        stats_arm(db, timers, date_from_unix_cst(time(NULL)));
     }
     if (workflow_arm_new(db, timers) < 0)
         log_warn("new drafts not armed", "error=%s", db_error(db));
     timer_fired_t fired[64];
     int n = timer_claim_due(timers, timer_now_ms(), fired, 64);
-    for (int i = 0; i < n; i++)
-        if (workflow_fire(db, fired[i].kind, fired[i].key) == 0)
+    for (int i = 0; i < n; i++) {
+        bool stats = strcmp(fired[i].kind, STATS_TIMER) == 0;
+        int rc = stats ? stats_generate(db, fired[i].key, legal_office)
+                       : workflow_fire(db, fired[i].kind, fired[i].key);
+        if (rc == 0)
             timer_done(timers, fired[i].kind, fired[i].key);
+        if (rc == 0 && stats)
+            stats_arm(db, timers, date_from_unix_cst(time(NULL)));
+    }
 }
 
 int
@@ -165,10 +192,11 @@ main(void)
     zap_t *zap = NULL;
     rpc_server_t *rpc = NULL;
     bus_relay_t *relay = NULL;
-    bus_sub_t *intake = NULL;
+    bus_sub_t *intake = NULL, *review = NULL, *recording = NULL;
     portal_t *portal = NULL;
-    void *pub = NULL, *sub = NULL;
+    void *pub = NULL, *sub = NULL, *sub_rv = NULL, *sub_rec = NULL;
     db_t *db_rpc = NULL, *db_relay = NULL, *db_sub = NULL, *db_dl = NULL;
+    db_t *db_rv = NULL, *db_rec = NULL;
     char dir[3][4200];
     publication_t app = {cal, NULL};
 
@@ -179,7 +207,9 @@ main(void)
     if (!(db_rpc = db_open(c.pg_url, "sx-publication", 30000)) ||
         !(db_relay = db_open(c.pg_url, "sx-publication-relay", 30000)) ||
         !(db_sub = db_open(c.pg_url, "sx-publication-intake", 30000)) ||
-        !(db_dl = db_open(c.pg_url, "sx-publication-deadlines", 30000)))
+        !(db_dl = db_open(c.pg_url, "sx-publication-deadlines", 30000)) ||
+        !(db_rv = db_open(c.pg_url, "sx-publication-review", 30000)) ||
+        !(db_rec = db_open(c.pg_url, "sx-publication-recording", 30000)))
         goto done;
     snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
     snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);
@@ -189,7 +219,9 @@ main(void)
         log_error("migrations failed", "error=%s", db_error(db_rpc));
         goto done;
     }
-    if (workflow_prepare(db_rpc) < 0 || workflow_prepare(db_dl) < 0 || events_prepare(db_sub) < 0) {
+    if (workflow_prepare(db_rpc) < 0 || workflow_prepare(db_dl) < 0 || events_prepare(db_sub) < 0 ||
+        stats_prepare(db_rpc) < 0 || stats_prepare(db_dl) < 0 || events_prepare_stats(db_rv) < 0 ||
+        events_prepare_stats(db_rec) < 0) {
         log_error("statements not prepared", "error=%s", "see above");
         goto done;
     }
@@ -209,7 +241,8 @@ main(void)
     }
     rpc =
         rpc_server_new(ctx, zap, "publication", c.sec, c.bind, db_rpc, PUB_SCHEMA, err, sizeof err);
-    if (!rpc || rpc_set_metrics(rpc, ops, "publication") < 0 || workflow_register(rpc, &app) < 0) {
+    if (!rpc || rpc_set_metrics(rpc, ops, "publication") < 0 || workflow_register(rpc, &app) < 0 ||
+        stats_register(rpc, &app) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.bind, err);
         goto done;
     }
@@ -233,23 +266,48 @@ main(void)
     if (bus_sub_set_shard(intake, c.shard_index, c.shard_count, events_shard_key, NULL) < 0)
         goto done;
     ops_check(ops, "broker", bus_sub_check, intake);
+    /* The statistics' other streams: review's verdicts, recording's AV gaps. Each has its
+     * own socket, connection and cursor, and the same shard as the case events' writer. */
+    void **socks[2] = {&sub_rv, &sub_rec};
+    bus_sub_t **subs[2] = {&review, &recording};
+    db_t *dbs[2] = {db_rv, db_rec};
+    const char *streams[2] = {"review", "recording"};
+    const char *const *prefixes[2] = {events_review_prefixes, events_recording_prefixes};
+    for (int i = 0; i < 2; i++) {
+        *socks[i] = zsock_client(ctx, ZMQ_SUB, c.broker_key, c.pub, c.sec, &in, err, sizeof err);
+        if (!*socks[i] || zsock_connect(*socks[i], c.broker_sub, err, sizeof err) < 0 ||
+            !(*subs[i] = bus_sub_new(dbs[i], PUB_SCHEMA, streams[i], prefixes[i], *socks[i],
+                                     events_handle_stats_one, &app))) {
+            log_error("subscriber not made", "stream=%s broker=%s error=%s", streams[i],
+                      c.broker_sub, err);
+            goto done;
+        }
+        bus_sub_set_batch_handler(*subs[i], events_handle_stats);
+        if (bus_sub_set_shard(*subs[i], c.shard_index, c.shard_count, NULL, NULL) < 0)
+            goto done;
+    }
 
-    if (!(portal = portal_new(c.pg_url, c.portal_bind, c.portal_port, err, sizeof err))) {
+    if (!(portal = portal_new_opts(c.pg_url, c.portal_bind, c.portal_port, &c.portal, err,
+                                   sizeof err))) {
         log_error("portal not started", "error=%s", err);
         goto done;
     }
     bool started = bus_sub_start(intake) == 0;
+    /* review and recording may start later than publication: each retries on its own. */
+    bool rv_started = bus_sub_start(review) == 0, rec_started = bus_sub_start(recording) == 0;
     int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0;
     log_info("publication started", "bind=%s portal_port=%d ops_port=%d shard=%d/%d", c.bind,
              portal_port(portal), ops_port(ops), c.shard_index, c.shard_count);
 
     int64_t relay_due = util_mono_ms();
     for (bool stop = false; !stop;) {
-        zmq_pollitem_t items[4] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[6] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
                                    {sub, 0, ZMQ_POLLIN, 0},
                                    {NULL, sigfd, ZMQ_POLLIN, 0},
+                                   {sub_rv, 0, ZMQ_POLLIN, 0},
+                                   {sub_rec, 0, ZMQ_POLLIN, 0},
                                    {NULL, bus_relay_fd(relay), ZMQ_POLLIN, 0}};
-        int n = items[3].fd >= 0 ? 4 : 3;
+        int n = items[5].fd >= 0 ? 6 : 5;
         int64_t now = util_mono_ms();
         int64_t wait = relay_due - now;
         if (timer_due - now < wait)
@@ -274,18 +332,24 @@ main(void)
         if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = util_mono_ms();
-        if ((n == 4 && (items[3].revents & ZMQ_POLLIN)) || now >= relay_due) {
+        if ((n == 6 && (items[5].revents & ZMQ_POLLIN)) || now >= relay_due) {
             int w = bus_relay_step(relay, now);
             relay_due = now + (w < 0 ? 200 : w);
         }
         if (items[1].revents & ZMQ_POLLIN && started)
             bus_sub_step(intake);
-        if (!started && now >= retry) {
-            started = bus_sub_start(intake) == 0;
+        if (items[3].revents & ZMQ_POLLIN && rv_started)
+            bus_sub_step(review);
+        if (items[4].revents & ZMQ_POLLIN && rec_started)
+            bus_sub_step(recording);
+        if ((!started || !rv_started || !rec_started) && now >= retry) {
+            started = started || bus_sub_start(intake) == 0;
+            rv_started = rv_started || bus_sub_start(review) == 0;
+            rec_started = rec_started || bus_sub_start(recording) == 0;
             retry = now + S_SUB_RETRY_MS;
         }
         if (now >= timer_due) {
-            s_timers(db_dl, timers);
+            s_timers(db_dl, timers, c.legal_office);
             timer_due = now + S_TIMER_MS;
         }
     }
@@ -294,10 +358,14 @@ main(void)
 done:
     portal_destroy(&portal);
     bus_sub_destroy(&intake);
+    bus_sub_destroy(&review);
+    bus_sub_destroy(&recording);
     bus_relay_destroy(&relay);
     rpc_server_destroy(&rpc);
     zsock_close(&pub);
     zsock_close(&sub);
+    zsock_close(&sub_rv);
+    zsock_close(&sub_rec);
     zap_destroy(&zap);
     zmq_ctx_term(ctx);
     ops_destroy(&ops);
@@ -305,6 +373,8 @@ done:
     db_destroy(&db_relay);
     db_destroy(&db_sub);
     db_destroy(&db_dl);
+    db_destroy(&db_rv);
+    db_destroy(&db_rec);
     timers_destroy(&timers);
     workday_destroy(&cal);
     explicit_bzero(c.sec, sizeof c.sec);

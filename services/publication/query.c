@@ -8,6 +8,57 @@
 #include "date.h"
 #include "ident.h"
 
+const char *
+query_param_zh(const char *param)
+{
+    static const char *const zh[][2] = {{"party", "当事人名称"}, {"uscc", "统一社会信用代码"},
+                                        {"agency", "执法机关"},  {"type", "执法类别"},
+                                        {"from", "起始日期"},    {"to", "截止日期"},
+                                        {"page", "页码"},        {"size", "每页条数"},
+                                        {"cert_no", "执法证号"}, {"code", "机关代码"},
+                                        {"id", "决定编号"},      {"year", "年度"},
+                                        {"half", "半年度"},      {NULL, NULL}};
+    for (int i = 0; zh[i][0]; i++)
+        if (strcmp(zh[i][0], param) == 0)
+            return zh[i][1];
+    return NULL;
+}
+
+/* The Chinese of an English reason from this file (matched by its start). */
+static const char *
+s_reason_zh(const char *reason)
+{
+    static const char *const zh[][2] = {
+        {"unknown parameter", "不支持该参数"},
+        {"given more than once", "重复提交"},
+        {"empty", "不能为空"},
+        {"missing", "缺少该参数"},
+        {"longer than 400 bytes", "过长"},
+        {"longer than 100 characters", "超过100个字"},
+        {"longer than 32 characters", "超过32个字"},
+        {"longer than 64 bytes", "过长或含有空字符"},
+        {"contains a NUL byte", "含有空字符"},
+        {"not valid UTF-8", "不是有效的UTF-8文字"},
+        {"character", "含有不允许的字符"},
+        {"too many parameters", "参数过多"},
+        {"expected an 18-character", "应为18位统一社会信用代码"},
+        {"unified social credit code", "不是有效的统一社会信用代码（校验位不符或含非法字符）"},
+        {"must be between", "日期须在1990-01-01至2100-12-31之间"},
+        {"expected a whole number", "应为有效范围内的正整数"},
+        {"before from", "截止日期早于起始日期"},
+        {"expected one of", "应为行政许可、行政处罚、行政强制、行政检查或行政征收之一"},
+        {"expected a decision id", "不是有效的决定编号"},
+        {"only letters", "只能包含字母、数字、“-”和汉字"},
+        {"expected 1 or 2", "应为1（上半年）或2（下半年）"},
+        {"expected a year", "年度应在2019至2100之间"},
+        {"the period has not ended", "统计期间尚未结束"},
+        {NULL, NULL}};
+    for (int i = 0; zh[i][0]; i++)
+        if (strncmp(reason, zh[i][0], strlen(zh[i][0])) == 0)
+            return zh[i][1];
+    return "日期格式应为YYYY-MM-DD且为有效日期"; /* date_parse's reasons */
+}
+
 static int
 s_fail(query_err_t *err, const char *param, size_t plen, const char *reason)
 {
@@ -17,6 +68,13 @@ s_fail(query_err_t *err, const char *param, size_t plen, const char *reason)
         err->param[j++] = param[i] >= 0x20 && param[i] < 0x7f ? param[i] : '?';
     err->param[j] = '\0';
     snprintf(err->reason, sizeof err->reason, "%s", reason);
+    const char *label = query_param_zh(err->param);
+    if (label)
+        snprintf(err->zh, sizeof err->zh, "%s（%s）：%s", label, err->param, s_reason_zh(reason));
+    else if (err->param[0])
+        snprintf(err->zh, sizeof err->zh, "参数“%s”：%s", err->param, s_reason_zh(reason));
+    else
+        snprintf(err->zh, sizeof err->zh, "%s", s_reason_zh(reason));
     return -1;
 }
 
@@ -163,11 +221,13 @@ s_int(const char *name, const char *v, size_t len, int max, int *out, query_err_
     return 0;
 }
 
+static const char *const s_search_names[] = {"party", "uscc", "agency", "type", "from",
+                                             "to",    "page", "size",   NULL};
+
 int
 query_search(const query_kv_t *kv, size_t n, query_search_t *out, query_err_t *err)
 {
-    static const char *const names[] = {"party", "uscc", "agency", "type", "from",
-                                        "to",    "page", "size",   NULL};
+    const char *const *names = s_search_names;
     static const char *const types[] = {"licence",    "penalty", "coercion",
                                         "inspection", "levy",    NULL};
     memset(out, 0, sizeof *out);
@@ -239,6 +299,29 @@ query_search(const query_kv_t *kv, size_t n, query_search_t *out, query_err_t *e
     if (out->from[0] && out->to[0] && from > to)
         return s_fail(err, "to", 2, "before from");
     return 0;
+}
+
+int
+query_search_form(const query_kv_t *kv, size_t n, query_search_t *out, query_err_t *err)
+{
+    query_kv_t given[QUERY_PARAMS_MAX + 1];
+    size_t m = 0;
+    if (n > QUERY_PARAMS_MAX) {
+        memset(out, 0, sizeof *out);
+        memset(err, 0, sizeof *err);
+        return s_fail(err, "", 0, "too many parameters");
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool known = false;
+        for (int j = 0; s_search_names[j]; j++)
+            if (strlen(s_search_names[j]) == kv[i].key_len &&
+                memcmp(s_search_names[j], kv[i].key, kv[i].key_len) == 0)
+                known = true;
+        /* An empty field of the form is not a filter; an unknown name is still refused. */
+        if (!known || (kv[i].value && kv[i].value_len > 0))
+            given[m++] = kv[i];
+    }
+    return query_search(given, m, out, err);
 }
 
 int

@@ -47,15 +47,26 @@ typedef struct {
     int page, size;
 } query_search_t;
 
-/* The parameter at fault and why (English; printable ASCII only, safe in JSON). */
+/* The parameter at fault and why: reason in English (printable ASCII only, safe in
+ * JSON), zh the same in Chinese naming the field (UTF-8, e.g. "执法类别（type）：不在可选
+ * 范围内"), shown on the HTML pages and as "zh" in the JSON 400. */
 typedef struct {
     char param[40];
     char reason[160];
+    char zh[256];
 } query_err_t;
 
 /* Validates n parameters into *out. Returns 0, or -1 with err naming the first bad one
  * (out then unspecified). */
 int query_search(const query_kv_t *kv, size_t n, query_search_t *out, query_err_t *err);
+
+/* The same validation for the HTML search form (GET /): a browser submits every field of
+ * the form, so a parameter with an empty value counts as not given; everything else as
+ * query_search. */
+int query_search_form(const query_kv_t *kv, size_t n, query_search_t *out, query_err_t *err);
+
+/* The Chinese label of a parameter name (party -> 当事人名称), or NULL when unknown. */
+const char *query_param_zh(const char *param);
 
 /* Officer verification (/api/v1/officers?cert_no=...): exactly one parameter, cert_no,
  * 1..32 characters of letters, digits, CJK and '-' (e.g. 甘JYG001), into cert (at most

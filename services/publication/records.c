@@ -1,7 +1,9 @@
 /* records: building the public record of a decided case, masked. */
 #include "records.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ident.h"
@@ -71,4 +73,55 @@ records_public(const pub_case_t *c)
                   "category", c->category, "legal_basis", c->legal_basis, "fine", c->fine,
                   "confiscation", c->confiscation, "sgs", sgs ? sgs : json_null());
     return o;
+}
+
+/* Sets key of o to s when o has key and its value equals was (or was is NULL). */
+static void
+s_set_if(json_t *o, const char *key, const char *was, const char *s)
+{
+    const char *cur = json_string_value(json_object_get(o, key));
+    if (cur && (!was || strcmp(cur, was) == 0))
+        json_object_set_new(o, key, json_string(s));
+}
+
+int
+records_correct(json_t *body, const char *conclusion, const char *legal_basis, const char *category)
+{
+    if (!json_is_object(body))
+        return -1;
+    json_t *sgs = json_object_get(body, "sgs");
+    bool penalty = json_object_get(sgs, "CF_WSH") != NULL;
+    if (conclusion) {
+        /* CF_SY (案由) carries the conclusion when the case had no summary. */
+        const char *old = json_string_value(json_object_get(body, "conclusion"));
+        char *was = strdup(old ? old : "");
+        if (!was)
+            return -1;
+        if (penalty) {
+            s_set_if(sgs, "CF_SY", was, conclusion);
+            s_set_if(sgs, "CF_NR", NULL, conclusion);
+        } else
+            s_set_if(sgs, "XK_NR", NULL, conclusion);
+        free(was);
+        json_object_set_new(body, "conclusion", json_string(conclusion));
+    }
+    if (legal_basis) {
+        s_set_if(sgs, "CF_YJ", NULL, legal_basis);
+        json_object_set_new(body, "legal_basis", json_string(legal_basis));
+    }
+    if (category) {
+        /* CF_WFXW carries the category when the decision had no violation code. */
+        const char *old = json_string_value(json_object_get(body, "category"));
+        char *was = strdup(old ? old : "");
+        if (!was)
+            return -1;
+        if (penalty) {
+            s_set_if(sgs, "CF_WFXW", was, category);
+            s_set_if(sgs, "CF_CFLB", NULL, category);
+        } else
+            s_set_if(sgs, "XK_XKLB", NULL, sgs_xklb(category));
+        free(was);
+        json_object_set_new(body, "category", json_string(category));
+    }
+    return 0;
 }

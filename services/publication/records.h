@@ -58,4 +58,13 @@ const char *records_type_zh(const char *type);
  * 双公示 fields for penalties and licences (sgs.h), null for the other types. */
 json_t *records_public(const pub_case_t *c);
 
+/* Corrects a public record's body (from records_public) before it is resubmitted after a
+ * reject (publication.resubmit): each of conclusion (执法结论), legal_basis and category
+ * that is not NULL replaces the field and its 双公示 counterparts (CF_NR, and CF_SY when it
+ * held the conclusion; CF_YJ; CF_CFLB, and CF_WFXW when it held the category; XK_NR,
+ * XK_XKLB). Party, dates, amounts and numbers are never corrected here: they come from the
+ * case. Returns 0, or -1 (body not an object, out of memory; body may be partly changed). */
+int records_correct(json_t *body, const char *conclusion, const char *legal_basis,
+                    const char *category);
+
 #endif

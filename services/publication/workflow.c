@@ -10,6 +10,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "records.h"
 
 int
 workflow_due(const workday_t *cal, const char *type, date_t decided, date_t *due, date_t *warn,
@@ -53,7 +54,7 @@ workflow_prepare(db_t *db)
                      3);
     rc |= db_prepare(db, "pub_reject",
                      "UPDATE publication.record SET state = 'rejected', rejected_reason = $3, "
-                     "decided_by = $4, version = version + 1 "
+                     "decided_by = $4, rejections = rejections + 1, version = version + 1 "
                      "WHERE id = $1 AND agency = $2 AND state = 'draft' "
                      "RETURNING case_id, case_no, type",
                      4);
@@ -63,11 +64,30 @@ workflow_prepare(db_t *db)
                      1);
     rc |= db_prepare(db, "pub_repair",
                      "UPDATE publication.record SET state = 'repaired', repair_reason = $3, "
-                     "decided_by = $4, version = version + 1 "
+                     "decided_by = $4, repaired_at = now(), version = version + 1 "
                      "WHERE id = $1 AND agency = $2 AND state = 'published' "
                      "AND repair_from <= (now() AT TIME ZONE 'Asia/Shanghai')::date "
                      "RETURNING case_id, case_no, type",
                      4);
+    /* Re-draft after a reject: the corrected body, back to draft, its timers armed again
+     * (a record already warned or overdue is not warned or counted again). */
+    rc |= db_prepare(db, "pub_resubmit_get",
+                     "SELECT body::text FROM publication.record WHERE id = $1 AND agency = $2 "
+                     "AND state = 'rejected' FOR UPDATE",
+                     2);
+    rc |= db_prepare(db, "pub_resubmit",
+                     "UPDATE publication.record SET state = 'draft', body = $3::jsonb, "
+                     "resubmissions = resubmissions + 1, armed = false, "
+                     "version = version + 1 WHERE id = $1 AND agency = $2 AND state = 'rejected' "
+                     "RETURNING case_id, case_no, type, due_on::text, warn_on::text, "
+                     "resubmissions, rejected_reason",
+                     3);
+    rc |= db_prepare(db, "pub_setting_put",
+                     "INSERT INTO publication.agency_setting (agency, publish_minor, updated_by) "
+                     "VALUES ($1, $2, $3) ON CONFLICT (agency) DO UPDATE SET "
+                     "publish_minor = EXCLUDED.publish_minor, updated_by = EXCLUDED.updated_by, "
+                     "updated_at = now()",
+                     3);
     /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
     rc |= db_prepare(db, "pub_unarmed",
                      "SELECT id, state, warn_on, due_on, expires_on FROM publication.record "
@@ -205,6 +225,65 @@ workflow_repair(db_t *db, const char *id, const char *agency, const char *identi
     return rc;
 }
 
+int
+workflow_resubmit(db_t *db, const char *id, const char *agency, const char *identity,
+                  const workflow_fix_t *fix, char state[16])
+{
+    const char *v[] = {id, agency};
+    PGresult *r = db_exec_prepared(db, "pub_resubmit_get", 2, v, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        int rc = s_why_not(db, id, agency, false, state);
+        return rc == WORKFLOW_WRONG_STATE ? WORKFLOW_NOT_REJECTED : rc;
+    }
+    json_t *body = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    char *text = NULL;
+    if (!body || records_correct(body, fix->conclusion, fix->legal_basis, fix->category) < 0 ||
+        !(text = json_dumps(body, JSON_COMPACT))) {
+        json_decref(body);
+        return -1;
+    }
+    json_decref(body);
+    const char *u[] = {id, agency, text};
+    r = db_exec_prepared(db, "pub_resubmit", 3, u, NULL, NULL, 0);
+    free(text);
+    if (!r)
+        return -1;
+    if (PQntuples(r) != 1) { /* cannot happen under FOR UPDATE; answered all the same */
+        PQclear(r);
+        int rc = s_why_not(db, id, agency, false, state);
+        return rc == WORKFLOW_WRONG_STATE ? WORKFLOW_NOT_REJECTED : rc;
+    }
+    json_t *e = json_pack(
+        "{s:I,s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "record_id", (json_int_t)strtoll(id, NULL, 10),
+        "case_id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10), "case_no",
+        PQgetvalue(r, 0, 1), "type", PQgetvalue(r, 0, 2), "due_on", PQgetvalue(r, 0, 3), "warn_on",
+        PQgetvalue(r, 0, 4), "resubmissions", (json_int_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10),
+        "rejected_reason", PQgetvalue(r, 0, 6), "by", identity);
+    PQclear(r);
+    int rc = e ? events_emit(db, "resubmitted", agency, e) : -1;
+    json_decref(e);
+    snprintf(state, 16, "draft");
+    return rc;
+}
+
+int
+workflow_settings(db_t *db, const char *agency, const char *identity, bool publish_minor)
+{
+    const char *v[] = {agency, publish_minor ? "true" : "false", identity};
+    PGresult *r = db_exec_prepared(db, "pub_setting_put", 3, v, NULL, NULL, 0);
+    if (!r)
+        return -1;
+    PQclear(r);
+    json_t *e = json_pack("{s:b,s:s}", "publish_minor", publish_minor, "by", identity);
+    int rc = e ? events_emit(db, "settings", agency, e) : -1;
+    json_decref(e);
+    return rc;
+}
+
 static int
 s_reply(rpc_req_t *req, const char *id, const char *state)
 {
@@ -232,10 +311,12 @@ s_outcome(rpc_req_t *req, int rc, const char *id, const char *state)
         rpc_fail(req, "not_found", "body.record_id", "公示记录不存在", "no such record");
         return 0;
     }
-    if (rc == WORKFLOW_WRONG_STATE) {
+    if (rc == WORKFLOW_WRONG_STATE || rc == WORKFLOW_NOT_REJECTED) {
+        const char *want = rc == WORKFLOW_WRONG_STATE ? "draft" : "rejected";
         char zh[128], en[128];
-        snprintf(zh, sizeof zh, "公示记录当前状态为%s，须为待审查(draft)", state);
-        snprintf(en, sizeof en, "the record is %s, not draft", state);
+        snprintf(zh, sizeof zh, "公示记录当前状态为%s，须为%s(%s)", state,
+                 rc == WORKFLOW_WRONG_STATE ? "待审查" : "审查退回", want);
+        snprintf(en, sizeof en, "the record is %s, not %s", state, want);
         rpc_fail(req, "wrong_state", "body.record_id", zh, en);
         return 0;
     }
@@ -310,6 +391,87 @@ s_repair(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
     return s_reason_op(db, reqs, n, workflow_repair);
 }
 
+/* publication.resubmit: {record_id, conclusion?, legal_basis?, category?}. */
+static int
+s_resubmit(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)arg;
+    static const char *const only[] = {"record_id", "conclusion", "legal_basis", "category", NULL};
+    for (size_t i = 0; i < n; i++) {
+        rpc_req_t *req = reqs[i];
+        evmsg_err_t err = {0};
+        evmsg_map_t b = rpc_req_body(req, &err);
+        char id[24], state[16] = "";
+        char *conclusion = malloc(4001), *basis = malloc(2001), category[201];
+        if (!conclusion || !basis) {
+            free(conclusion);
+            free(basis);
+            return -1;
+        }
+        int hc = 0, hb = 0, hk = 0;
+        if (s_record_id(&b, id) == 0) {
+            hc = evmsg_map_str(&b, "conclusion", EVMSG_OPTIONAL | EVMSG_NONEMPTY, 4000, conclusion);
+            hb = evmsg_map_str(&b, "legal_basis", EVMSG_OPTIONAL | EVMSG_NONEMPTY, 2000, basis);
+            hk = evmsg_map_str(&b, "category", EVMSG_OPTIONAL | EVMSG_NONEMPTY, 200, category);
+            evmsg_map_only(&b, only);
+        }
+        int rc = 0;
+        if (err.reason[0])
+            rpc_fail_evmsg(req, &err);
+        else {
+            workflow_fix_t fix = {hc == 1 ? conclusion : NULL, hb == 1 ? basis : NULL,
+                                  hk == 1 ? category : NULL};
+            rc = workflow_resubmit(db, id, rpc_req_agency(req), rpc_req_identity(req), &fix, state);
+            rc = s_outcome(req, rc, id, state);
+        }
+        free(conclusion);
+        free(basis);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* publication.settings: {publish_minor}. */
+static int
+s_settings(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)arg;
+    static const char *const only[] = {"publish_minor", NULL};
+    for (size_t i = 0; i < n; i++) {
+        rpc_req_t *req = reqs[i];
+        evmsg_err_t err = {0};
+        evmsg_map_t b = rpc_req_body(req, &err);
+        bool minor = false;
+        evmsg_map_bool(&b, "publish_minor", 0, &minor);
+        evmsg_map_only(&b, only);
+        if (err.reason[0]) {
+            rpc_fail_evmsg(req, &err);
+            continue;
+        }
+        const char *agency = rpc_req_agency(req);
+        if (workflow_settings(db, agency, rpc_req_identity(req), minor) < 0)
+            return -1;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "agency", 6);
+        msgpack_pack_str_with_body(&pk, agency, strlen(agency));
+        msgpack_pack_str_with_body(&pk, "publish_minor", 13);
+        if (minor)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+        int rc = rpc_ok(req, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int
 workflow_register(rpc_server_t *rpc, publication_t *app)
 {
@@ -319,7 +481,15 @@ workflow_register(rpc_server_t *rpc, publication_t *app)
         rpc_register(rpc, &(rpc_op_t){"publication.reject", RPC_WRITE, "dept:*:publisher", s_reject,
                                       app}) < 0 ||
         rpc_register(rpc, &(rpc_op_t){"publication.repair", RPC_WRITE, "dept:*:publisher", s_repair,
-                                      app}) < 0)
+                                      app}) < 0 ||
+        /* The agency corrects a rejected draft: its case-handling system or an officer;
+         * its publisher checks it again (so the checker is never the only hand). */
+        rpc_register(rpc, &(rpc_op_t){"publication.resubmit", RPC_WRITE,
+                                      "dept:*:system dept:*:officer dept:*:publisher", s_resubmit,
+                                      app}) < 0 ||
+        /* The agency's settings, as it sets its registry lists (dept:*:system). */
+        rpc_register(rpc, &(rpc_op_t){"publication.settings", RPC_WRITE, "dept:*:system",
+                                      s_settings, app}) < 0)
         return -1;
     return 0;
 }

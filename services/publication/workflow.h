@@ -27,7 +27,9 @@ int workflow_due(const workday_t *cal, const char *type, date_t decided, date_t 
                  bool *uncovered);
 
 /* Registers publication.approve, publication.reject and publication.repair (RPC_WRITE, allowed to
- * dept:*:publisher; a publisher acts only on its own agency's records). Returns 0 or -1. */
+ * dept:*:publisher; a publisher acts only on its own agency's records), publication.resubmit
+ * (dept:*:system, dept:*:officer, dept:*:publisher; own agency's records) and
+ * publication.settings (dept:*:system, its own agency). Returns 0 or -1. */
 int workflow_register(rpc_server_t *rpc, publication_t *app);
 
 /* The publisher's verdicts on draft id of agency, by identity, in the caller's
@@ -49,6 +51,27 @@ int workflow_reject(db_t *db, const char *id, const char *agency, const char *id
 #define WORKFLOW_TOO_EARLY 3
 int workflow_repair(db_t *db, const char *id, const char *agency, const char *identity,
                     const char *reason, char state[16]);
+
+/* Re-draft after a reject (退回后更正重新提交): the agency corrects rejected record id and
+ * resubmits it: the corrections (NULL: unchanged) are applied to the public body
+ * (records_correct), the record is a draft again on its original deadline, its timers are
+ * armed again by workflow_arm_new, and publication.resubmitted is emitted. In the caller's
+ * transaction. Returns 0 (state "draft"), WORKFLOW_NOT_FOUND, WORKFLOW_NOT_REJECTED (state
+ * gets the record's), or -1 on a database failure. */
+#define WORKFLOW_NOT_REJECTED 4
+typedef struct {
+    const char *conclusion;  /* 执法结论, at most 4000 bytes, or NULL */
+    const char *legal_basis; /* at most 2000 bytes, or NULL */
+    const char *category;    /* at most 200 bytes, or NULL */
+} workflow_fix_t;
+int workflow_resubmit(db_t *db, const char *id, const char *agency, const char *identity,
+                      const workflow_fix_t *fix, char state[16]);
+
+/* The agency's switch for 轻微 (minor) penalties (信用修复管理办法: not published unless the
+ * agency sets otherwise): publish_minor true drafts the agency's minor penalties decided
+ * from now on like any other (earlier ones stay exempt); false (the default) keeps them
+ * exempt. Event publication.settings. In the caller's transaction. Returns 0 or -1. */
+int workflow_settings(db_t *db, const char *agency, const char *identity, bool publish_minor);
 
 /* The timer kinds. */
 #define WORKFLOW_TIMER_WARN   "pub_warn"

@@ -37,6 +37,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     query_search_t q;
     if (query_search(kv, n, &q, &err) < 0 && err.reason[0] == '\0')
         abort();
+    memset(&err, 0, sizeof err);
+    if (query_search_form(kv, n, &q, &err) < 0 && (err.reason[0] == '\0' || err.zh[0] == '\0'))
+        abort();
     char cert[QUERY_CERT_MAX + 1];
     memset(&err, 0, sizeof err);
     if (query_officer(kv, n, cert, &err) < 0 && err.reason[0] == '\0')

@@ -1,7 +1,8 @@
 /* sx-publication, the real binary, beside a real sx-broker, PostgreSQL and Redis, with real
  * CURVE keys. The test plays intake (its outbox and relay): a decided case becomes a
  * draft; the agency's publisher approves it over rpc (others cannot); the portal serves
- * it; case.revoked makes the page answer 410 with the reason; SIGTERM stops it with 0. */
+ * it (JSON and the HTML page); case.revoked makes the API answer 410 and the page 404,
+ * both with the reason; SIGTERM stops it with 0. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -167,6 +168,21 @@ test_decided_approved_served_revoked(void **state)
     assert_non_null(strstr(buf, "\"total\":1"));
     assert_int_equal(tp_http_get(fx->portal_port, "/api/v1/decisions?page=0", buf, sizeof buf),
                      400);
+    /* The same record as the public's HTML page (the portal's cache is keyed on the data
+     * version: the 404 seen before approval is not served again). */
+    static char page[65536];
+    char hpath[64];
+    snprintf(hpath, sizeof hpath, "/decisions/%s", id);
+    assert_int_equal(tp_http_get(fx->portal_port, hpath, page, sizeof page), 200);
+    assert_non_null(strstr(page, "<html lang=\"zh-CN\">"));
+    assert_non_null(strstr(page, "王**"));
+    assert_null(strstr(page, "王小明"));
+    assert_non_null(strstr(page, "620200************"));
+    assert_int_equal(tp_http_get(fx->portal_port, "/?party=%E7%8E%8B&type=", page, sizeof page),
+                     200);
+    assert_non_null(strstr(page, "共 1 条记录"));
+    assert_int_equal(tp_http_get(fx->portal_port, "/?page=0", page, sizeof page), 400);
+    assert_non_null(strstr(page, "页码（page）"));
 
     /* Credit repair before the minimum period (一般: 3 months) is refused over rpc. */
     snprintf(body, sizeof body, "{\"record_id\":%s,\"reason\":\"已整改\"}", id);
@@ -182,6 +198,12 @@ test_decided_approved_served_revoked(void **state)
     s_wait_count(fx, "SELECT count(*) FROM publication.record WHERE state = 'withdrawn'", 1);
     assert_int_equal(tp_http_get(fx->portal_port, path, buf, sizeof buf), 410);
     assert_non_null(strstr(buf, "法院判决确认违法"));
+    /* The page is gone (404) and says why (行政处罚法 2021 art. 48), nothing more. */
+    assert_int_equal(tp_http_get(fx->portal_port, hpath, page, sizeof page), 404);
+    assert_non_null(strstr(page, "法院判决确认违法"));
+    assert_null(strstr(page, "罚款2000元"));
+    assert_int_equal(tp_http_get(fx->portal_port, "/?party=%E7%8E%8B", page, sizeof page), 200);
+    assert_non_null(strstr(page, "共 0 条记录"));
     assert_int_equal(tp_http_get(fx->portal_port, "/api/v1/decisions", buf, sizeof buf), 200);
     assert_non_null(strstr(buf, "\"total\":0"));
     /* The service's own relay sequenced its events. */

@@ -183,6 +183,72 @@ test_stats(void **state)
     assert_string_equal(e.param, "agency");
 }
 
+/* The HTML form sends every field; an empty one is not a filter. Anything else is the
+ * same validation as the API's. */
+static void
+test_form(void **state)
+{
+    (void)state;
+    query_search_t q;
+    query_err_t e;
+    const char form[] = "party=&uscc=&agency=11620200013926143G&type=penalty&from=&to=2019-12-31";
+    query_kv_t kv[8];
+    size_t n = 0;
+    for (const char *p = form; *p && n < 8;) {
+        const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        kv[n++] = (query_kv_t){p, (size_t)(eq - p), eq + 1, (size_t)(end - eq - 1)};
+        p = amp ? amp + 1 : end;
+    }
+    assert_int_equal(n, 6);
+    assert_int_equal(query_search_form(kv, n, &q, &e), 0);
+    assert_string_equal(q.party, "");
+    assert_string_equal(q.agency, "11620200013926143G");
+    assert_string_equal(q.type, "penalty");
+    assert_string_equal(q.to, "2019-12-31");
+    /* The API refuses the same empty fields. */
+    assert_int_equal(query_search(kv, n, &q, &e), -1);
+    assert_string_equal(e.param, "party");
+    /* An unknown name stays refused even when empty; a bad value still names its field. */
+    kv[0] = (query_kv_t){"bogus", 5, "", 0};
+    assert_int_equal(query_search_form(kv, n, &q, &e), -1);
+    assert_string_equal(e.param, "bogus");
+    kv[0] = (query_kv_t){"type", 4, "x", 1};
+    kv[3] = (query_kv_t){"party", 5, "", 0};
+    assert_int_equal(query_search_form(kv, n, &q, &e), -1);
+    assert_string_equal(e.param, "type");
+}
+
+/* Every error has a Chinese message naming the field. */
+static void
+test_zh(void **state)
+{
+    (void)state;
+    query_search_t q;
+    query_err_t e;
+    assert_int_equal(s_parse("type=x", 6, &q, &e), -1);
+    assert_non_null(strstr(e.zh, "执法类别（type）"));
+    assert_int_equal(s_parse("from=2019-02-30", 15, &q, &e), -1);
+    assert_non_null(strstr(e.zh, "起始日期（from）"));
+    assert_non_null(strstr(e.zh, "日期"));
+    assert_int_equal(s_parse("page=0", 6, &q, &e), -1);
+    assert_non_null(strstr(e.zh, "页码（page）"));
+    assert_int_equal(s_parse("from=2019-02-02&to=2019-01-01", 29, &q, &e), -1);
+    assert_non_null(strstr(e.zh, "截止日期早于起始日期"));
+    assert_int_equal(s_parse("x\x01y=1", 6, &q, &e), -1);
+    assert_non_null(strstr(e.zh, "不支持该参数"));
+    assert_null(strchr(e.zh, '\x01'));
+    char cert[QUERY_CERT_MAX + 1];
+    query_kv_t kv = {"cert_no", 7, "a b", 3};
+    assert_int_equal(query_officer(&kv, 1, cert, &e), -1);
+    assert_non_null(strstr(e.zh, "执法证号（cert_no）"));
+    int64_t id;
+    assert_int_equal(query_id("01", 2, &id, &e), -1);
+    assert_non_null(strstr(e.zh, "决定编号"));
+    assert_string_equal(query_param_zh("agency"), "执法机关");
+    assert_null(query_param_zh("nope"));
+}
+
 int
 main(void)
 {
@@ -195,6 +261,8 @@ main(void)
         cmocka_unit_test(test_id),
         cmocka_unit_test(test_officer),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_form),
+        cmocka_unit_test(test_zh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
