@@ -684,10 +684,10 @@ s_render_detail(portal_t *self, db_t *db, const void *argp, const char *ver, s_o
         } else
             s_out_json(out, MHD_HTTP_OK, rec, "public, max-age=300", true);
     } else if (strcmp(state, "withdrawn") == 0 && !PQgetisnull(r, 0, 2)) {
-        /* 行政处罚法 2021 art. 48: withdrawn, with the reason shown. The API answers 410;
-         * the page is a 404 (the decision is no longer public) that gives the reason. */
+        /* 行政处罚法 2021 art. 48: withdrawn, with the reason shown: 410 Gone, the page
+         * giving the reason and nothing of the decision, the API the same as JSON. */
         if (arg->html)
-            s_out_take(out, MHD_HTTP_NOT_FOUND,
+            s_out_take(out, MHD_HTTP_GONE,
                        page_withdrawn(arg->id, PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4),
                                       PQgetvalue(r, 0, 5)),
                        s_html, "public, max-age=300", false);

@@ -23,9 +23,10 @@
  *                              not given (query_search_form); a bad one: 400, the form and
  *                              a Chinese message naming the field
  *   GET /decisions/<id>        a published decision (执法机关, 执法对象 masked, 执法类别,
- *                              执法结论, the 双公示 fields); 404 for anything not published —
- *                              for a withdrawn one the 404 page gives the kind, reason and
- *                              day of the withdrawal (行政处罚法 2021 art. 48), nothing else
+ *                              执法结论, the 双公示 fields); 410 for one withdrawn after
+ *                              publication, the page giving the kind, reason and day of the
+ *                              withdrawal (行政处罚法 2021 art. 48) and nothing else; 404 for
+ *                              anything else not published
  *   GET /agencies/<code>       事前公开: the agency and head, officers (certificate, area,
  *                              validity), matters with their service guides, the random-
  *                              inspection list, the AV and review lists, 监督方式, 救济渠道

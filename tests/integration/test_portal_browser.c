@@ -5,7 +5,7 @@
  * It asserts what a member of the public sees: Chinese text, masked persons (name: first
  * character, ID: first 6), escaped names, the search form filled back in and its result
  * leading to the decision page, the agency page (事前公开), the certificate check, a
- * withdrawn decision's page answering 404 with the reason, and a bad parameter's 400. */
+ * withdrawn decision's page answering 410 with the reason, and a bad parameter's 400. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -282,15 +282,15 @@ test_licence_page(void **state)
     s_sees(fx, "准予食品经营许可");
 }
 
-/* A decision withdrawn after publication: its page is a 404 that gives the reason and
- * nothing of the decision; search no longer finds it. The API says 410. */
+/* A decision withdrawn after publication: its page is a 410 that gives the reason and
+ * nothing of the decision; search no longer finds it. The API says 410 too. */
 static void
-test_withdrawn_is_404(void **state)
+test_withdrawn_is_410(void **state)
 {
     fx_t *fx = *state;
     char path[64], buf[16384];
     snprintf(path, sizeof path, "/decisions/%s", fx->id_withdrawn);
-    assert_int_equal(tp_http_get(fx->portal_port, path, buf, sizeof buf), 404);
+    assert_int_equal(tp_http_get(fx->portal_port, path, buf, sizeof buf), 410);
     s_browse(fx, path);
     s_sees(fx, "该执法决定的公示已撤回");
     s_sees(fx, "确认违法");
@@ -536,7 +536,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_search_round_trip_and_decision),
         cmocka_unit_test(test_licence_page),
-        cmocka_unit_test(test_withdrawn_is_404),
+        cmocka_unit_test(test_withdrawn_is_410),
         cmocka_unit_test(test_agency_page),
         cmocka_unit_test(test_officer_check),
         cmocka_unit_test(test_bad_parameter),

@@ -1,7 +1,7 @@
 /* sx-publication, the real binary, beside a real sx-broker, PostgreSQL and Redis, with real
  * CURVE keys. The test plays intake (its outbox and relay): a decided case becomes a
  * draft; the agency's publisher approves it over rpc (others cannot); the portal serves
- * it (JSON and the HTML page); case.revoked makes the API answer 410 and the page 404,
+ * it (JSON and the HTML page); case.revoked makes the API and the page answer 410,
  * both with the reason; SIGTERM stops it with 0. */
 #include <setjmp.h>
 #include <signal.h>
@@ -198,8 +198,8 @@ test_decided_approved_served_revoked(void **state)
     s_wait_count(fx, "SELECT count(*) FROM publication.record WHERE state = 'withdrawn'", 1);
     assert_int_equal(tp_http_get(fx->portal_port, path, buf, sizeof buf), 410);
     assert_non_null(strstr(buf, "法院判决确认违法"));
-    /* The page is gone (404) and says why (行政处罚法 2021 art. 48), nothing more. */
-    assert_int_equal(tp_http_get(fx->portal_port, hpath, page, sizeof page), 404);
+    /* The page is gone (410) and says why (行政处罚法 2021 art. 48), nothing more. */
+    assert_int_equal(tp_http_get(fx->portal_port, hpath, page, sizeof page), 410);
     assert_non_null(strstr(page, "法院判决确认违法"));
     assert_null(strstr(page, "罚款2000元"));
     assert_int_equal(tp_http_get(fx->portal_port, "/?party=%E7%8E%8B", page, sizeof page), 200);
