@@ -4,8 +4,10 @@
 #   make test         install missing packages, build, run every test against real servers
 #   make test SAN=1   the same under AddressSanitizer + UndefinedBehaviorSanitizer (= make asan)
 #   make test T=evmsg run one test binary (build/tests/test_evmsg) under the harness
+#   make test-fault   the system fault suite: SIGKILLs and restarts under load (tests/fault-system)
 #   make fuzz         run each libFuzzer target for FUZZ_SECONDS (default 60)
-#   make run          the local system: PostgreSQL, Redis and the services that have landed
+#   make bench-NAME   a benchmark, tools/bench/NAME.sh: a table and build/bench/NAME.json
+#   make run          the whole system locally, with the example registry (deploy/dev-stack)
 #   make format       clang-format every C file
 
 TOP := $(abspath .)
@@ -119,6 +121,20 @@ test: deps
 	@BUILD=$(BUILD) ./tests/harness/with-servers ./tests/run $(T)
 
 all-tests: all $(TEST_BINS)
+
+# The system fault suite (issue 9): tests/fault-system/fault_*.c, one driver that kills
+# and restarts every service, the broker, Redis and PostgreSQL under load, then compares
+# with a run without faults. SX_FAULT_SEED replays a schedule, SX_FAULT_CASES sizes it.
+.PHONY: test-fault
+FAULT_SYS_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/fault-system/fault_*.c))
+$(BUILD)/tests/fault_system: $(FAULT_SYS_OBJ) $(SUPPORT_OBJ) $(LIBSX)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+test-fault: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/fault_system
+	@BUILD=$(BUILD) ./tests/harness/with-servers ./tests/fault-system/run
 
 asan:
 	@$(MAKE) --no-print-directory test SAN=1
