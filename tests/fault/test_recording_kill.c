@@ -35,47 +35,20 @@
 #define CHUNK  500 /* events per producer transaction */
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char rec_pub[41], rec_ep[64], sign_key[600];
     int rec_ops;
-    PGconn *pg;
-    pid_t broker, rec;
-    void *ctx, *pub;
-    db_t *prod, *relay_db;
-    bus_relay_t *relay;
-    pthread_t relay_thread;
-    volatile int stop;
+    pid_t rec;
+    tp_producer_t intake; /* the test plays intake: its outbox and its relay (a thread) */
 } fx_t;
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    long long n = PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
-
-static void *
-s_relay_main(void *arg)
-{
-    fx_t *fx = arg;
-    bus_relay_run(fx->relay, &fx->stop);
-    return NULL;
-}
 
 static pid_t
 s_start_recording(fx_t *fx)
 {
-    char bind[96], ops[32], key[640];
-    snprintf(bind, sizeof bind, "SX_RECORDING_BIND=%s", fx->rec_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->rec_ops);
+    char key[640];
     snprintf(key, sizeof key, "SX_RECORDING_SIGN_KEY=%s", fx->sign_key);
-    const char *env[] = {bind, ops, key, NULL};
-    return tp_world_spawn(&fx->w, "sx-recording", NULL, "recording", "recording-kill", env);
+    const char *env[] = {key, NULL};
+    return tp_world_service(&fx->w, "recording", fx->rec_ep, fx->rec_ops, "recording-kill", env);
 }
 
 /* Packs the data of event i: case (i % CASES) + 1, its (i / CASES)-th event. */
@@ -117,10 +90,10 @@ s_produce(fx_t *fx, int from, int n)
         in[j] = (bus_event_in_t){topics[j], 1, sb[j].data, sb[j].size};
     }
     evmsg_err_t err = {0};
-    assert_int_equal(db_begin(fx->prod), 0);
-    if (bus_emit_batch(fx->prod, "intake", in, (size_t)n, &err) < 0)
-        fail_msg("emit: %s %s", err.reason, db_error(fx->prod));
-    assert_int_equal(db_commit(fx->prod), 0);
+    assert_int_equal(db_begin(fx->intake.db), 0);
+    if (bus_emit_batch(fx->intake.db, "intake", in, (size_t)n, &err) < 0)
+        fail_msg("emit: %s %s", err.reason, db_error(fx->intake.db));
+    assert_int_equal(db_commit(fx->intake.db), 0);
     for (int j = 0; j < n; j++)
         msgpack_sbuffer_destroy(&sb[j]);
 }
@@ -128,8 +101,8 @@ s_produce(fx_t *fx, int from, int n)
 static long long
 s_cursor(fx_t *fx)
 {
-    return s_count(fx, "SELECT coalesce(max(seq), 0) FROM recording.bus_cursor"
-                       " WHERE stream = 'intake'");
+    return tp_pg_num(fx->w.pg, "SELECT coalesce(max(seq), 0) FROM recording.bus_cursor"
+                               " WHERE stream = 'intake'");
 }
 
 static int
@@ -140,37 +113,18 @@ s_setup(void **state)
                                          {"ops", "svc:sxctl"},
                                          {NULL, NULL}};
     fx_t *fx = calloc(1, sizeof *fx);
-    fx->url = ts_fresh_db("reckill");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
-    tp_world_init(&fx->w, fx->url, ids);
-    char sec[41], pub[41], err[256];
+    tp_world_open(&fx->w, "reckill", ids, "reckill-broker");
+    char sec[41];
     tp_world_pair(&fx->w, "recording", fx->rec_pub, sec);
     snprintf(fx->rec_ep, sizeof fx->rec_ep, "tcp://127.0.0.1:%d", tp_free_port());
     fx->rec_ops = tp_free_port();
     char *dir = ts_mkdtemp("reckill-seal");
     snprintf(fx->sign_key, sizeof fx->sign_key, "%s/seal.key", dir);
     free(dir);
-    fx->broker = tp_world_broker(&fx->w, "reckill-broker");
 
     /* Intake's stream: its bus tables and a relay publishing to the broker. */
-    char busdir[600];
-    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    fx->prod = db_new(fx->url, "test-intake");
-    fx->relay_db = db_new(fx->url, "test-intake-relay");
-    assert_int_equal(db_connect(fx->prod, 5000), 0);
-    assert_int_equal(db_connect(fx->relay_db, 5000), 0);
-    assert_true(bus_migrate(fx->prod, "intake", busdir) >= 0);
-    fx->ctx = zmq_ctx_new();
-    tp_world_pair(&fx->w, "intake", pub, sec);
-    zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
-    lim.linger_ms = 0;
-    fx->pub = zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
-    assert_non_null(fx->pub);
-    assert_int_equal(zsock_connect(fx->pub, fx->w.pub_ep, err, sizeof err), 0);
-    fx->relay = bus_relay_new(fx->relay_db, "intake", fx->pub);
-    assert_non_null(fx->relay);
-    assert_int_equal(pthread_create(&fx->relay_thread, NULL, s_relay_main, fx), 0);
+    tp_producer_open(&fx->intake, &fx->w, "intake");
+    tp_producer_thread(&fx->intake);
     *state = fx;
     return 0;
 }
@@ -180,16 +134,8 @@ s_teardown(void **state)
 {
     fx_t *fx = *state;
     tp_stop(fx->rec, SIGTERM, 10000);
-    fx->stop = 1;
-    pthread_join(fx->relay_thread, NULL);
-    bus_relay_destroy(&fx->relay);
-    zsock_close(&fx->pub);
-    zmq_ctx_term(fx->ctx);
-    tp_stop(fx->broker, SIGTERM, 10000);
-    db_destroy(&fx->prod);
-    db_destroy(&fx->relay_db);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_producer_close(&fx->intake);
+    tp_world_close(&fx->w);
     free(fx);
     return 0;
 }
@@ -227,29 +173,33 @@ test_kill9_loses_and_repeats_no_entry(void **state)
     assert_int_equal(s_cursor(fx), TOTAL);
 
     /* Exactly once: one entry per event, one record.appended per entry. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry"), TOTAL);
-    assert_int_equal(s_count(fx, "SELECT count(DISTINCT seq) FROM recording.entry"), TOTAL);
-    assert_int_equal(s_count(fx, "SELECT min(seq) FROM recording.entry"), 1);
-    assert_int_equal(s_count(fx, "SELECT max(seq) FROM recording.entry"), TOTAL);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.rcase WHERE n = 50"), CASES);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.outbox"
-                                 " WHERE topic LIKE 'record.appended.%'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.entry"), TOTAL);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(DISTINCT seq) FROM recording.entry"), TOTAL);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT min(seq) FROM recording.entry"), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT max(seq) FROM recording.entry"), TOTAL);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.rcase WHERE n = 50"),
+                     CASES);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.outbox"
+                                         " WHERE topic LIKE 'record.appended.%'"),
                      TOTAL);
     /* In each case, entries follow the stream's order, and every chain recomputes. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry e JOIN recording.entry p"
-                                 " ON p.case_id = e.case_id AND p.n = e.n - 1"
-                                 " WHERE p.seq >= e.seq OR e.hash <> sha256(p.hash || e.body)"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.entry e JOIN recording.entry p"
+                               " ON p.case_id = e.case_id AND p.n = e.n - 1"
+                               " WHERE p.seq >= e.seq OR e.hash <> sha256(p.hash || e.body)"),
                      0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry WHERE n = 1 AND hash <>"
-                                 " sha256(decode(repeat('00', 32), 'hex') || body)"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.entry WHERE n = 1 AND hash <>"
+                               " sha256(decode(repeat('00', 32), 'hex') || body)"),
                      0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.rcase c JOIN recording.entry e"
-                                 " ON e.case_id = c.case_id AND e.n = c.n WHERE e.hash = c.head"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.rcase c JOIN recording.entry e"
+                               " ON e.case_id = c.case_id AND e.n = c.n WHERE e.hash = c.head"),
                      CASES);
     /* And record.verify agrees, through the door, for a few of them. */
     char pub[41], sec[41], err[256];
     tp_world_pair(&fx->w, "ops", pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rec_ep, fx->rec_pub, pub, sec, err, sizeof err);
+    rpc_client_t *c = rpc_client_new(fx->w.ctx, fx->rec_ep, fx->rec_pub, pub, sec, err, sizeof err);
     assert_non_null(c);
     for (int id = 1; id <= CASES; id += 133) {
         char body[64], rid[32];

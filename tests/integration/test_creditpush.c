@@ -38,19 +38,13 @@
 #define S_KEY   "cp-hmac-key"
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char svc_pub[41];
     char rpc_ep[64];
     int fake_port;
     int ops_port;
-    PGconn *pg;
-    pid_t broker, svc, fake;
-    void *ctx;
-    db_t *pub_db, *relay_db; /* the test plays publication: its outbox and its relay */
-    void *pub_sock;
-    bus_relay_t *relay;
-    int rid;
+    pid_t svc, fake;
+    tp_producer_t pub; /* the test plays publication: its outbox and its relay */
 } fx_t;
 
 static fx_t *s_fx;
@@ -61,15 +55,7 @@ s_emit(fx_t *fx, const char *event, const char *json)
 {
     char topic[128];
     snprintf(topic, sizeof topic, "publication.%s." AGENCY, event);
-    msgpack_sbuffer data;
-    msgpack_sbuffer_init(&data);
-    jsonmp_err_t jerr = {0};
-    assert_int_equal(jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr), 0);
-    evmsg_err_t err = {0};
-    assert_int_equal(db_begin(fx->pub_db), 0);
-    assert_int_equal(bus_emit(fx->pub_db, "publication", topic, 1, data.data, data.size, &err), 0);
-    assert_int_equal(db_commit(fx->pub_db), 0);
-    msgpack_sbuffer_destroy(&data);
+    tp_produce(&fx->pub, topic, json);
 }
 
 /* publication.published for record id, with the public record rec (consumed). */
@@ -89,34 +75,20 @@ s_published(fx_t *fx, int id, json_t *rec)
 static void
 s_pump(fx_t *fx, int ms)
 {
-    int64_t end = tp_now_ms() + ms;
-    while (tp_now_ms() < end) {
-        bus_relay_step(fx->relay, tp_now_ms());
-        tp_sleep_ms(20);
-    }
+    tp_pump(&fx->pub, 1, ms);
 }
 
 static long
 s_count(fx_t *fx, const char *sql)
 {
-    PGresult *r = PQexec(fx->pg, sql);
-    long n = PQresultStatus(r) == PGRES_TUPLES_OK ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
-    PQclear(r);
-    return n;
+    return tp_pg_num(fx->w.pg, sql);
 }
 
 /* Pumps until sql (one count) reaches want, or 20 s. */
 static void
 s_wait_count(fx_t *fx, const char *sql, long want)
 {
-    int64_t end = tp_now_ms() + 20000;
-    long n = -1;
-    while (tp_now_ms() < end) {
-        if ((n = s_count(fx, sql)) == want)
-            return;
-        s_pump(fx, 100);
-    }
-    fail_msg("%s: %ld, wanted %ld", sql, n, want);
+    tp_pg_wait_num(fx->w.pg, sql, want, 20000, &fx->pub, 1);
 }
 
 /* The fake's stats (caller json_decref's). */
@@ -171,23 +143,7 @@ static rpc_reply_t
 s_call_within(fx_t *fx, const char *who, const char *op, const char *json, int timeout_ms,
               int tries)
 {
-    char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, who, pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
-    assert_non_null(c);
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    jsonmp_err_t jerr = {0};
-    assert_int_equal(jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr), 0);
-    char rid[32];
-    snprintf(rid, sizeof rid, "cp-%d-%d", (int)getpid(), ++fx->rid);
-    rpc_reply_t r = {0};
-    evmsg_err_t eerr = {0};
-    if (rpc_call(c, op, rid, body.data, body.size, timeout_ms, tries, &r, &eerr) != 0)
-        fail_msg("%s: no reply: %s", op, eerr.reason);
-    msgpack_sbuffer_destroy(&body);
-    rpc_client_destroy(&c);
-    return r;
+    return tp_world_call(&fx->w, fx->rpc_ep, fx->svc_pub, who, op, json, timeout_ms, tries);
 }
 
 static rpc_reply_t
@@ -200,29 +156,21 @@ s_call(fx_t *fx, const char *who, const char *op, const char *json)
 static json_t *
 s_result(rpc_reply_t *rep)
 {
-    if (!rep->ok)
-        fail_msg("rpc failed: %s %s %s", rep->code, rep->field, rep->en);
-    char *text = jsonmp_to_json(rep->result, rep->result_len, "result", NULL, NULL);
-    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    assert_non_null(o);
-    return o;
+    return tp_reply_json(rep);
 }
 
 static void
 s_start_svc(fx_t *fx)
 {
-    char bind[96], url[96], redis[600], ops[32];
-    snprintf(bind, sizeof bind, "SX_CREDITPUSH_BIND=%s", fx->rpc_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->ops_port);
+    char url[96], redis[600];
     snprintf(url, sizeof url, "SX_CREDIT_URL=http://127.0.0.1:%d/api/v1/sgs", fx->fake_port);
     snprintf(redis, sizeof redis, "SX_REDIS_URL=%s", ts_env("SX_REDIS_URL"));
-    const char *env[] = {bind, url, redis, ops, "SX_CREDIT_TOKEN=" S_TOKEN,
-                         "SX_CREDIT_HMAC_KEY=" S_KEY, "SX_CREDIT_BATCH=5",
+    const char *env[] = {url, redis, "SX_CREDIT_TOKEN=" S_TOKEN, "SX_CREDIT_HMAC_KEY=" S_KEY,
+                         "SX_CREDIT_BATCH=5",
                          /* long: a POST to a hung platform must not hold the loop */
                          "SX_CREDIT_TIMEOUT_MS=60000", "SX_CREDIT_BACKOFF_MS=200",
                          "SX_CREDIT_BACKOFF_MAX_MS=800", NULL};
-    fx->svc = tp_world_spawn(&fx->w, "sx-creditpush", NULL, "creditpush", "creditpush", env);
+    fx->svc = tp_world_service(&fx->w, "creditpush", fx->rpc_ep, fx->ops_port, "creditpush", env);
     int64_t end = tp_now_ms() + 20000;
     while (!tp_log_has("creditpush", "creditpush started", NULL) && tp_now_ms() < end)
         s_pump(fx, 100);
@@ -293,7 +241,7 @@ test_malformed_dead_lettered(void **state)
     /* Departments do not steer creditpush: ZAP refuses their key, no answer comes. */
     char pub[41], sec[41], err[256];
     tp_world_pair(&fx->w, "dept", pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
+    rpc_client_t *c = rpc_client_new(fx->w.ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
     assert_non_null(c);
     evmsg_err_t eerr = {0};
     assert_int_not_equal(rpc_call(c, "creditpush.depth", "d-1", NULL, 0, 500, 1, &rep, &eerr), 0);
@@ -625,8 +573,7 @@ static void
 test_sigterm(void **state)
 {
     fx_t *fx = *state;
-    assert_int_equal(tp_stop(fx->svc, SIGTERM, 10000), 0);
-    fx->svc = 0;
+    tp_stop_clean(&fx->svc, 10000);
 }
 
 static int
@@ -634,20 +581,15 @@ s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
-    fx->url = ts_fresh_db("cpint");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
     static const char *const ids[][2] = {{"creditpush", "svc:creditpush"},
                                          {"publication", "svc:publication"},
                                          {"sxctl", "svc:sxctl"},
                                          {"dept", "dept:" AGENCY ":officer"},
                                          {NULL, NULL}};
-    tp_world_init(&fx->w, fx->url, ids);
-    char sec[41], pub[41], err[256];
+    tp_world_open(&fx->w, "cpint", ids, "cp-broker");
+    char sec[41];
     tp_world_pair(&fx->w, "creditpush", fx->svc_pub, sec);
     snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
-    fx->broker = tp_world_broker(&fx->w, "cp-broker");
-    fx->ctx = zmq_ctx_new();
 
     fx->fake_port = tp_free_port();
     fx->ops_port = tp_free_port();
@@ -658,22 +600,7 @@ s_setup(void **state)
     fx->fake = tp_spawn("fake-credit", fargs, "cp-fake", fenv);
     tp_wait_log("cp-fake", "fake-credit listening", 5000);
 
-    char busdir[600];
-    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    fx->pub_db = db_new(fx->url, "test-publication");
-    fx->relay_db = db_new(fx->url, "test-publication-relay");
-    assert_int_equal(db_connect(fx->pub_db, 5000), 0);
-    assert_int_equal(db_connect(fx->relay_db, 5000), 0);
-    assert_true(bus_migrate(fx->pub_db, "publication", busdir) >= 0);
-    tp_world_pair(&fx->w, "publication", pub, sec);
-    zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
-    lim.linger_ms = 0;
-    fx->pub_sock =
-        zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
-    assert_non_null(fx->pub_sock);
-    assert_int_equal(zsock_connect(fx->pub_sock, fx->w.pub_ep, err, sizeof err), 0);
-    fx->relay = bus_relay_new(fx->relay_db, "publication", fx->pub_sock);
-    assert_non_null(fx->relay);
+    tp_producer_open(&fx->pub, &fx->w, "publication");
     s_start_svc(fx);
     s_pump(fx, 300);
     *state = fx;
@@ -689,14 +616,8 @@ s_teardown(void **state)
     if (fx->svc)
         tp_stop(fx->svc, SIGTERM, 10000);
     tp_stop(fx->fake, SIGTERM, 10000);
-    tp_stop(fx->broker, SIGTERM, 10000);
-    bus_relay_destroy(&fx->relay);
-    zsock_close(&fx->pub_sock);
-    zmq_ctx_term(fx->ctx);
-    db_destroy(&fx->pub_db);
-    db_destroy(&fx->relay_db);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_producer_close(&fx->pub);
+    tp_world_close(&fx->w);
     free(fx);
     s_fx = NULL;
     return 0;

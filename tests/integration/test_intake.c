@@ -42,22 +42,15 @@
 #define OTHER  "11620200013926143G"
 
 typedef struct {
-    char *url;
     tp_world_t w; /* keys, the key file, the broker's endpoints */
     char intake_pub[41];
     char rpc_ep[64];
     int ops_port;
-    PGconn *pg;
-    pid_t broker, intake;
-    void *ctx;
-    rpc_client_t *dept;  /* dept:AGENCY:system */
-    rpc_client_t *other; /* dept:OTHER:system */
-    void *events;        /* SUB at the broker, as the department */
-    db_t *review_db;     /* the test plays the review service: its outbox ... */
-    db_t *relay_db;
-    void *review_pub; /* ... and its relay */
-    bus_relay_t *relay;
-    int rid;
+    pid_t intake;
+    rpc_client_t *dept;   /* dept:AGENCY:system */
+    rpc_client_t *other;  /* dept:OTHER:system */
+    void *events;         /* SUB at the broker, as the department */
+    tp_producer_t review; /* the test plays the review service: its outbox and relay */
 } fx_t;
 
 static fx_t *s_fx;
@@ -65,64 +58,21 @@ static fx_t *s_fx;
 static pid_t
 s_start_intake(fx_t *fx)
 {
-    char bind[96], ops[32];
-    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->rpc_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->ops_port);
-    const char *env[] = {bind, ops, NULL};
-    return tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "intake", env);
-}
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    long long n = PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
-
-static void
-s_sql(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    PQclear(r);
+    return tp_world_service(&fx->w, "intake", fx->rpc_ep, fx->ops_port, "intake", NULL);
 }
 
 /* Steps the test's review relay for ms (it publishes and sends heartbeats). */
 static void
 s_pump(fx_t *fx, int ms)
 {
-    int64_t end = tp_now_ms() + ms;
-    while (tp_now_ms() < end) {
-        bus_relay_step(fx->relay, tp_now_ms());
-        tp_sleep_ms(20);
-    }
+    tp_pump(&fx->review, 1, ms);
 }
 
 /* An rpc call with a fresh rid; the body as JSON. Returns the reply (caller clears). */
 static rpc_reply_t
-s_call(fx_t *fx, rpc_client_t *c, const char *op, const char *json)
+s_call(rpc_client_t *c, const char *op, const char *json)
 {
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    jsonmp_err_t jerr = {{0}, {0}, 0, 0};
-    if (jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr) < 0) {
-        char why[300];
-        fail_msg("bad test JSON: %s", jsonmp_err_str(&jerr, why, sizeof why));
-    }
-    char rid[32];
-    snprintf(rid, sizeof rid, "t-%d-%d", (int)getpid(), ++fx->rid);
-    rpc_reply_t r = {0};
-    evmsg_err_t err = {{0}, {0}};
-    int rc = rpc_call(c, op, rid, body.data, body.size, 3000, 3, &r, &err);
-    msgpack_sbuffer_destroy(&body);
-    if (rc != 0)
-        fail_msg("%s: no reply: %s %s", op, err.path, err.reason);
-    return r;
+    return tp_call(c, op, json, 3000, 3);
 }
 
 /* The integer at key in a reply's result map; -1 when absent. */
@@ -201,23 +151,27 @@ s_data_int(const evmsg_t *ev, const char *key)
 static void
 s_register(fx_t *fx)
 {
-    s_sql(fx, "INSERT INTO intake.agency (code, name, level, domain, head_name, head_title,"
-              " version, updated_by) VALUES ('" AGENCY "', '某市市场监督管理局', 'city',"
-              " '市场监管', '张三', '局长', 1, 'test'), ('" OTHER "', '某区城管局', 'district',"
-              " '城管', '李四', '局长', 1, 'test')");
-    s_sql(fx, "INSERT INTO intake.officer (agency, cert_no, name, valid_from, valid_to, area,"
-              " legal_qualified, reviewer, version, updated_by) VALUES"
-              " ('" AGENCY "', 'ZF001', '王五', '2020-01-01', '2099-12-31', '全市', true, false,"
-              " 1, 'test'),"
-              " ('" AGENCY "', 'ZF002', '赵六', '2020-01-01', '2099-12-31', '全市', false, false,"
-              " 1, 'test')");
-    s_sql(fx, "INSERT INTO intake.matter (agency, code, name, type, legal_basis, accepting_body,"
-              " approving_body, conditions, time_limit, time_limit_unit, guide, version,"
-              " updated_by) VALUES ('" AGENCY "', 'CF-0001', '对无照经营的处罚', 'penalty',"
-              " '《无证无照经营查处办法》第十三条', '执法大队', '局', '-', 90, 'day', '-', 1,"
-              " 'test')");
-    s_sql(fx, "INSERT INTO intake.review_rule (agency, id, description, case_type, version,"
-              " updated_by) VALUES ('" AGENCY "', 'R1', '所有处罚决定', 'penalty', 1, 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.agency (code, name, level, domain, head_name, head_title,"
+               " version, updated_by) VALUES ('" AGENCY "', '某市市场监督管理局', 'city',"
+               " '市场监管', '张三', '局长', 1, 'test'), ('" OTHER "', '某区城管局', 'district',"
+               " '城管', '李四', '局长', 1, 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.officer (agency, cert_no, name, valid_from, valid_to, area,"
+               " legal_qualified, reviewer, version, updated_by) VALUES"
+               " ('" AGENCY "', 'ZF001', '王五', '2020-01-01', '2099-12-31', '全市', true, false,"
+               " 1, 'test'),"
+               " ('" AGENCY "', 'ZF002', '赵六', '2020-01-01', '2099-12-31', '全市', false, false,"
+               " 1, 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.matter (agency, code, name, type, legal_basis, accepting_body,"
+               " approving_body, conditions, time_limit, time_limit_unit, guide, version,"
+               " updated_by) VALUES ('" AGENCY "', 'CF-0001', '对无照经营的处罚', 'penalty',"
+               " '《无证无照经营查处办法》第十三条', '执法大队', '局', '-', 90, 'day', '-', 1,"
+               " 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.review_rule (agency, id, description, case_type, version,"
+               " updated_by) VALUES ('" AGENCY "', 'R1', '所有处罚决定', 'penalty', 1, 'test')");
 }
 
 static char s_body[4096];
@@ -267,7 +221,7 @@ s_decide_body(int64_t case_id, int n)
 static int64_t
 s_open(fx_t *fx, int no)
 {
-    rpc_reply_t r = s_call(fx, fx->dept, "case.open", s_open_body(no));
+    rpc_reply_t r = s_call(fx->dept, "case.open", s_open_body(no));
     if (!r.ok)
         fail_msg("case.open refused: %s %s %s", r.code, r.field, r.en);
     int64_t id = s_result_int(&r, "case_id");
@@ -280,16 +234,9 @@ s_open(fx_t *fx, int no)
 static void
 s_review(fx_t *fx, const char *verdict, const char *agency, const char *json)
 {
-    msgpack_sbuffer data;
-    msgpack_sbuffer_init(&data);
-    assert_int_equal(jsonmp_from_json(json, strlen(json), "data", 2, &data, NULL), 0);
     char topic[128];
     snprintf(topic, sizeof topic, "review.%s.%s", verdict, agency);
-    evmsg_err_t err = {{0}, {0}};
-    assert_int_equal(db_begin(fx->review_db), 0);
-    assert_int_equal(bus_emit(fx->review_db, "review", topic, 1, data.data, data.size, &err), 0);
-    assert_int_equal(db_commit(fx->review_db), 0);
-    msgpack_sbuffer_destroy(&data);
+    tp_produce(&fx->review, topic, json);
 }
 
 /* ---- Fixture ---------------------------------------------------------------------- */
@@ -303,7 +250,7 @@ s_write_keys(fx_t *fx)
                                          {"other", "dept:" OTHER ":system"},
                                          {"legal", "dept:" OTHER ":legal_office"},
                                          {NULL, NULL}};
-    tp_world_init(&fx->w, fx->url, ids);
+    tp_world_open(&fx->w, "intake", ids, "intake-broker");
     char sec[41];
     tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
 }
@@ -311,12 +258,7 @@ s_write_keys(fx_t *fx)
 static rpc_client_t *
 s_client(fx_t *fx, const char *name)
 {
-    char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, name, pub, sec);
-    rpc_client_t *c =
-        rpc_client_new(fx->ctx, fx->rpc_ep, fx->intake_pub, pub, sec, err, sizeof err);
-    assert_non_null(c);
-    return c;
+    return tp_world_client(&fx->w, fx->rpc_ep, fx->intake_pub, name);
 }
 
 static int
@@ -324,47 +266,26 @@ s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
-    fx->url = ts_fresh_db("intake");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
     s_write_keys(fx);
     snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
     fx->ops_port = tp_free_port();
-    fx->broker = tp_world_broker(&fx->w, "intake-broker");
-    fx->ctx = zmq_ctx_new();
 
     /* The review service's stream, before intake subscribes to it. */
-    char busdir[600];
-    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    fx->review_db = db_new(fx->url, "test-review");
-    fx->relay_db = db_new(fx->url, "test-review-relay");
-    assert_int_equal(db_connect(fx->review_db, 5000), 0);
-    assert_int_equal(db_connect(fx->relay_db, 5000), 0);
-    assert_true(bus_migrate(fx->review_db, "review", busdir) >= 0);
+    tp_producer_open(&fx->review, &fx->w, "review");
     char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, "review", pub, sec);
     zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
     lim.linger_ms = 0;
-    fx->review_pub =
-        zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
-    assert_non_null(fx->review_pub);
-    assert_int_equal(zsock_connect(fx->review_pub, fx->w.pub_ep, err, sizeof err), 0);
-    fx->relay = bus_relay_new(fx->relay_db, "review", fx->review_pub);
-    assert_non_null(fx->relay);
 
     fx->intake = s_start_intake(fx);
     /* Up when /healthz answers at all (its checks may still be settling). */
-    char buf[4096];
-    int64_t end = tp_now_ms() + 20000;
-    while (tp_http_get(fx->ops_port, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
-        tp_sleep_ms(100);
-    assert_true(tp_now_ms() < end);
+    tp_wait_http(fx->ops_port, "/healthz", 20000);
     s_register(fx);
 
     fx->dept = s_client(fx, "dept");
     fx->other = s_client(fx, "other");
     tp_world_pair(&fx->w, "dept", pub, sec);
-    fx->events = zsock_client(fx->ctx, ZMQ_SUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
+    fx->events =
+        zsock_client(fx->w.ctx, ZMQ_SUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
     assert_non_null(fx->events);
     s_subscribe(fx, "case.opened");
     s_subscribe(fx, "case.deadline.warning");
@@ -382,17 +303,11 @@ s_teardown(void **state)
     if (!fx)
         return 0;
     tp_stop(fx->intake, SIGTERM, 10000);
-    tp_stop(fx->broker, SIGTERM, 10000);
     rpc_client_destroy(&fx->dept);
     rpc_client_destroy(&fx->other);
-    bus_relay_destroy(&fx->relay);
-    zsock_close(&fx->review_pub);
+    tp_producer_close(&fx->review);
     zsock_close(&fx->events);
-    zmq_ctx_term(fx->ctx);
-    db_destroy(&fx->review_db);
-    db_destroy(&fx->relay_db);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_world_close(&fx->w);
     free(fx);
     s_fx = NULL;
     return 0;
@@ -451,7 +366,7 @@ test_open_case_event_and_timers(void **state)
     /* Another agency cannot read it. */
     char body[64];
     snprintf(body, sizeof body, "{\"case_id\": %" PRId64 "}", id);
-    rpc_reply_t r = s_call(fx, fx->other, "case.get", body);
+    rpc_reply_t r = s_call(fx->other, "case.get", body);
     assert_false(r.ok);
     assert_string_equal(r.code, "forbidden");
     rpc_reply_clear(&r);
@@ -462,11 +377,11 @@ test_review_approval_lets_decide_through(void **state)
 {
     fx_t *fx = *state;
     int64_t id = s_open(fx, 2);
-    rpc_reply_t r = s_call(fx, fx->dept, "case.propose", s_propose_body(id));
+    rpc_reply_t r = s_call(fx->dept, "case.propose", s_propose_body(id));
     if (!r.ok)
         fail_msg("case.propose refused: %s %s %s", r.code, r.field, r.en);
     rpc_reply_clear(&r);
-    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 2));
+    r = s_call(fx->dept, "case.decide", s_decide_body(id, 2));
     assert_false(r.ok);
     assert_string_equal(r.code, "review_pending");
     rpc_reply_clear(&r);
@@ -482,10 +397,10 @@ test_review_approval_lets_decide_through(void **state)
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND verdict = 'approved'",
              id);
-    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; tp_pg_num(fx->w.pg, sql) < 1 && tp_now_ms() < end;)
         s_pump(fx, 100);
-    assert_int_equal(s_count(fx, sql), 1);
-    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 2));
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
+    r = s_call(fx->dept, "case.decide", s_decide_body(id, 2));
     if (!r.ok)
         fail_msg("case.decide refused after approval: %s %s %s", r.code, r.field, r.en);
     rpc_reply_clear(&r);
@@ -499,7 +414,7 @@ test_escalated_approval_replaces_a_return(void **state)
 {
     fx_t *fx = *state;
     int64_t id = s_open(fx, 6);
-    rpc_reply_t r = s_call(fx, fx->dept, "case.propose", s_propose_body(id));
+    rpc_reply_t r = s_call(fx->dept, "case.propose", s_propose_body(id));
     if (!r.ok)
         fail_msg("case.propose refused: %s %s %s", r.code, r.field, r.en);
     rpc_reply_clear(&r);
@@ -513,10 +428,10 @@ test_escalated_approval_replaces_a_return(void **state)
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND verdict = 'returned'",
              id);
-    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; tp_pg_num(fx->w.pg, sql) < 1 && tp_now_ms() < end;)
         s_pump(fx, 100);
-    assert_int_equal(s_count(fx, sql), 1);
-    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 6));
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
+    r = s_call(fx->dept, "case.decide", s_decide_body(id, 6));
     assert_false(r.ok);
     assert_string_equal(r.code, "review_required");
     rpc_reply_clear(&r);
@@ -530,10 +445,10 @@ test_escalated_approval_replaces_a_return(void **state)
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND verdict = 'approved' AND reviewer = 'SFJ001'",
              id);
-    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 1 && tp_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; tp_pg_num(fx->w.pg, sql) < 1 && tp_now_ms() < end;)
         s_pump(fx, 100);
-    assert_int_equal(s_count(fx, sql), 1);
-    r = s_call(fx, fx->dept, "case.decide", s_decide_body(id, 6));
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
+    r = s_call(fx->dept, "case.decide", s_decide_body(id, 6));
     if (!r.ok)
         fail_msg("case.decide refused after the escalated approval: %s %s %s", r.code, r.field,
                  r.en);
@@ -565,22 +480,25 @@ test_malformed_verdicts_rejected_naming_the_field(void **state)
              id);
     s_review(fx, "approved", OTHER, json);
     const char *sql = "SELECT count(*) FROM intake.bus_rejected WHERE stream = 'review'";
-    for (int64_t end = tp_now_ms() + 10000; s_count(fx, sql) < 3 && tp_now_ms() < end;)
+    for (int64_t end = tp_now_ms() + 10000; tp_pg_num(fx->w.pg, sql) < 3 && tp_now_ms() < end;)
         s_pump(fx, 100);
-    assert_int_equal(s_count(fx, sql), 3);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
-                                 " 'data.opinion: longer than 4000 bytes%'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 3);
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
+                               " 'data.opinion: longer than 4000 bytes%'"),
                      1);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
-                                 " 'data.reviewer: missing%'"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
+                               " 'data.reviewer: missing%'"),
                      1);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
-                                 " 'data.case_id: no case%'"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM intake.bus_rejected WHERE reason LIKE"
+                               " 'data.case_id: no case%'"),
                      1);
     char q[200];
     snprintf(q, sizeof q, "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64,
              id);
-    assert_int_equal(s_count(fx, q), 0);
+    assert_int_equal(tp_pg_num(fx->w.pg, q), 0);
 }
 
 static void
@@ -594,7 +512,7 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
              "UPDATE intake.case_deadline SET due = current_date - 1, warn_on = current_date - 5"
              " WHERE case_id = %" PRId64,
              id);
-    s_sql(fx, sql);
+    tp_pg_exec(fx->w.pg, sql);
     redisContext *rc = redisConnect("127.0.0.1", atoi(strrchr(ts_env("SX_REDIS_URL"), ':') + 1));
     assert_true(rc && !rc->err);
     char member[64];
@@ -607,17 +525,17 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
     assert_non_null(ev);
     assert_int_equal(s_data_int(ev, "case_id"), id);
     evmsg_destroy(&ev);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.deadline_event WHERE kind ="
-                                 " 'overdue'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM intake.deadline_event WHERE kind ="
+                                         " 'overdue'"),
                      1);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.case_deadline WHERE overdue_at IS NOT NULL AND"
              " case_id = %" PRId64,
              id);
-    assert_int_equal(s_count(fx, sql), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
     /* No warning after the deadline has passed. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.deadline_event WHERE kind ="
-                                 " 'warning'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM intake.deadline_event WHERE kind ="
+                                         " 'warning'"),
                      0);
 
     /* Redis loses everything: the timers come back from Postgres. */

@@ -36,19 +36,13 @@
 #define S_STREAMS 3 /* intake, review, recording: the test plays all three */
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char svc_pub[41];
     char rpc_ep[64];
     int portal_port;
-    PGconn *pg;
-    pid_t broker, svc;
-    void *ctx;
-    db_t *db[S_STREAMS], *relay_db[S_STREAMS];
-    void *pub[S_STREAMS];
-    bus_relay_t *relay[S_STREAMS];
+    pid_t svc;
+    tp_producer_t prod[S_STREAMS];
     void *legal_sub; /* the legal office's subscriber on the broker */
-    int rid;
 } fx_t;
 
 static fx_t *s_fx;
@@ -68,75 +62,27 @@ s_stream(const char *topic)
 static void
 s_emit(fx_t *fx, const char *topic, const char *json)
 {
-    int s = s_stream(topic);
-    msgpack_sbuffer data;
-    msgpack_sbuffer_init(&data);
-    jsonmp_err_t jerr = {0};
-    assert_int_equal(jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr), 0);
-    evmsg_err_t err = {0};
-    assert_int_equal(db_begin(fx->db[s]), 0);
-    assert_int_equal(bus_emit(fx->db[s], s_streams[s], topic, 1, data.data, data.size, &err), 0);
-    assert_int_equal(db_commit(fx->db[s]), 0);
-    msgpack_sbuffer_destroy(&data);
+    tp_produce(&fx->prod[s_stream(topic)], topic, json);
 }
 
 /* Runs the three relays for ms. */
 static void
 s_pump(fx_t *fx, int ms)
 {
-    int64_t end = tp_now_ms() + ms;
-    while (tp_now_ms() < end) {
-        for (int s = 0; s < S_STREAMS; s++)
-            bus_relay_step(fx->relay[s], tp_now_ms());
-        tp_sleep_ms(20);
-    }
-}
-
-static long
-s_query_long(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    long n = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
-                 ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
-                 : -1;
-    PQclear(r);
-    return n;
+    tp_pump(fx->prod, S_STREAMS, ms);
 }
 
 /* Pumps until sql (one count) reaches want, or 20 s. */
 static void
 s_wait_count(fx_t *fx, const char *sql, long want)
 {
-    int64_t end = tp_now_ms() + 20000;
-    long n = -1;
-    while (tp_now_ms() < end) {
-        if ((n = s_query_long(fx, sql)) == want)
-            return;
-        s_pump(fx, 100);
-    }
-    fail_msg("%s: %ld, wanted %ld", sql, n, want);
+    tp_pg_wait_num(fx->w.pg, sql, want, 20000, fx->prod, S_STREAMS);
 }
 
 static rpc_reply_t
 s_call(fx_t *fx, const char *who, const char *op, const char *json)
 {
-    char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, who, pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, fx->rpc_ep, fx->svc_pub, pub, sec, err, sizeof err);
-    assert_non_null(c);
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    jsonmp_err_t jerr = {0};
-    assert_int_equal(jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr), 0);
-    char rid[32];
-    snprintf(rid, sizeof rid, "ps-%d-%d", (int)getpid(), ++fx->rid);
-    rpc_reply_t r = {0};
-    evmsg_err_t e = {0};
-    if (rpc_call(c, op, rid, body.data, body.size, 5000, 3, &r, &e) != 0)
-        fail_msg("%s: no reply: %s", op, e.reason);
-    msgpack_sbuffer_destroy(&body);
-    rpc_client_destroy(&c);
-    return r;
+    return tp_world_call(&fx->w, fx->rpc_ep, fx->svc_pub, who, op, json, 5000, 3);
 }
 
 /* An rpc result as JSON (the caller json_decref's it); fails the test on an error reply. */
@@ -144,13 +90,7 @@ static json_t *
 s_call_json(fx_t *fx, const char *who, const char *op, const char *json)
 {
     rpc_reply_t r = s_call(fx, who, op, json);
-    if (!r.ok)
-        fail_msg("%s: %s %s", op, r.code, r.en);
-    char *text = jsonmp_to_json(r.result, r.result_len, "result", NULL, NULL);
-    assert_non_null(text);
-    json_t *o = json_loads(text, 0, NULL);
-    assert_non_null(o);
-    free(text);
+    json_t *o = tp_reply_json(&r);
     rpc_reply_clear(&r);
     return o;
 }
@@ -300,15 +240,14 @@ test_redelivery_after_crash(void **state)
                             "{\"period\":\"2026\",\"agency\":\"" AGENCY "\"}");
     assert_true(tp_stop(fx->svc, SIGKILL, 10000) != -1);
     fx->svc = 0;
-    long n = s_query_long(fx, "SELECT count(*) FROM publication.bus_cursor");
+    long n = tp_pg_num(fx->w.pg, "SELECT count(*) FROM publication.bus_cursor");
     assert_true(n >= 3);
-    PQclear(PQexec(fx->pg, "UPDATE publication.bus_cursor SET seq = 0"));
-    char bind[96], portal[32], redis[600];
-    snprintf(bind, sizeof bind, "SX_PUBLICATION_BIND=%s", fx->rpc_ep);
+    PQclear(PQexec(fx->w.pg, "UPDATE publication.bus_cursor SET seq = 0"));
+    char portal[32], redis[600];
     snprintf(portal, sizeof portal, "SX_PORTAL_PORT=%d", fx->portal_port);
     snprintf(redis, sizeof redis, "SX_REDIS_URL=%s", ts_env("SX_REDIS_URL"));
-    const char *env[] = {bind, portal, redis, "SX_LEGAL_OFFICE=" LEGAL, NULL};
-    fx->svc = tp_world_spawn(&fx->w, "sx-publication", NULL, "publication", "publication-2", env);
+    const char *env[] = {portal, redis, "SX_LEGAL_OFFICE=" LEGAL, NULL};
+    fx->svc = tp_world_service(&fx->w, "publication", fx->rpc_ep, 0, "publication-2", env);
     /* Caught up: every cursor back at its stream's head. */
     s_wait_count(fx,
                  "SELECT count(*) FROM publication.bus_cursor c WHERE c.seq = CASE c.stream "
@@ -330,8 +269,8 @@ test_redelivery_after_crash(void **state)
     json_decref(a);
     json_decref(b);
     /* Nothing was drafted twice. */
-    assert_int_equal(s_query_long(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                      "'publication.drafted." AGENCY "'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                         "'publication.drafted." AGENCY "'"),
                      2);
 }
 
@@ -416,7 +355,7 @@ static void
 test_resubmit_and_settings_over_rpc(void **state)
 {
     fx_t *fx = *state;
-    PGresult *res = PQexec(fx->pg, "SELECT id FROM publication.record WHERE case_id = 1");
+    PGresult *res = PQexec(fx->w.pg, "SELECT id FROM publication.record WHERE case_id = 1");
     char id[24], body[512];
     snprintf(id, sizeof id, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -463,8 +402,7 @@ static void
 test_sigterm(void **state)
 {
     fx_t *fx = *state;
-    assert_int_equal(tp_stop(fx->svc, SIGTERM, 10000), 0);
-    fx->svc = 0;
+    tp_stop_clean(&fx->svc, 10000);
 }
 
 static int
@@ -472,9 +410,6 @@ s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
-    fx->url = ts_fresh_db("pubstatsint");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
     static const char *const ids[][2] = {{"publication", "svc:publication"},
                                          {"intake", "svc:intake"},
                                          {"review", "svc:review"},
@@ -484,36 +419,20 @@ s_setup(void **state)
                                          {"officer", "dept:" AGENCY ":officer"},
                                          {"legal", "dept:" LEGAL ":legal_office"},
                                          {NULL, NULL}};
-    tp_world_init(&fx->w, fx->url, ids);
+    tp_world_open(&fx->w, "pubstatsint", ids, "pubstats-broker");
     char sec[41], pub[41], err[256];
     tp_world_pair(&fx->w, "publication", fx->svc_pub, sec);
     snprintf(fx->rpc_ep, sizeof fx->rpc_ep, "tcp://127.0.0.1:%d", tp_free_port());
     fx->portal_port = tp_free_port();
-    fx->broker = tp_world_broker(&fx->w, "pubstats-broker");
-    fx->ctx = zmq_ctx_new();
 
-    char busdir[600];
-    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
+    for (int s = 0; s < S_STREAMS; s++)
+        tp_producer_open(&fx->prod[s], &fx->w, s_streams[s]);
     zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
     lim.linger_ms = 0;
-    for (int s = 0; s < S_STREAMS; s++) {
-        fx->db[s] = db_new(fx->url, "test-producer");
-        fx->relay_db[s] = db_new(fx->url, "test-relay");
-        assert_int_equal(db_connect(fx->db[s], 5000), 0);
-        assert_int_equal(db_connect(fx->relay_db[s], 5000), 0);
-        assert_true(bus_migrate(fx->db[s], s_streams[s], busdir) >= 0);
-        tp_world_pair(&fx->w, s_streams[s], pub, sec);
-        fx->pub[s] =
-            zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
-        assert_non_null(fx->pub[s]);
-        assert_int_equal(zsock_connect(fx->pub[s], fx->w.pub_ep, err, sizeof err), 0);
-        fx->relay[s] = bus_relay_new(fx->relay_db[s], s_streams[s], fx->pub[s]);
-        assert_non_null(fx->relay[s]);
-    }
     /* The legal office listens for its reports. */
     tp_world_pair(&fx->w, "legal", pub, sec);
     fx->legal_sub =
-        zsock_client(fx->ctx, ZMQ_SUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
+        zsock_client(fx->w.ctx, ZMQ_SUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
     assert_non_null(fx->legal_sub);
     /* The broker lets a department subscribe to full topics ending in its own code only. */
     assert_int_equal(zmq_setsockopt(fx->legal_sub, ZMQ_SUBSCRIBE, "publication.report." LEGAL,
@@ -521,17 +440,12 @@ s_setup(void **state)
                      0);
     assert_int_equal(zsock_connect(fx->legal_sub, fx->w.sub_ep, err, sizeof err), 0);
 
-    char bind[96], portal[32], redis[600];
-    snprintf(bind, sizeof bind, "SX_PUBLICATION_BIND=%s", fx->rpc_ep);
+    char portal[32], redis[600];
     snprintf(portal, sizeof portal, "SX_PORTAL_PORT=%d", fx->portal_port);
     snprintf(redis, sizeof redis, "SX_REDIS_URL=%s", ts_env("SX_REDIS_URL"));
-    const char *env[] = {bind, portal, redis, "SX_LEGAL_OFFICE=" LEGAL, NULL};
-    fx->svc = tp_world_spawn(&fx->w, "sx-publication", NULL, "publication", "publication", env);
-    char buf[1024];
-    int64_t end = tp_now_ms() + 20000;
-    while (tp_http_get(fx->portal_port, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
-        tp_sleep_ms(100);
-    assert_true(tp_now_ms() < end);
+    const char *env[] = {portal, redis, "SX_LEGAL_OFFICE=" LEGAL, NULL};
+    fx->svc = tp_world_service(&fx->w, "publication", fx->rpc_ep, 0, "publication", env);
+    tp_wait_http(fx->portal_port, "/healthz", 20000);
     s_pump(fx, 300);
     *state = fx;
     return 0;
@@ -545,17 +459,10 @@ s_teardown(void **state)
         return 0;
     if (fx->svc)
         tp_stop(fx->svc, SIGTERM, 10000);
-    tp_stop(fx->broker, SIGTERM, 10000);
-    for (int s = 0; s < S_STREAMS; s++) {
-        bus_relay_destroy(&fx->relay[s]);
-        zsock_close(&fx->pub[s]);
-        db_destroy(&fx->db[s]);
-        db_destroy(&fx->relay_db[s]);
-    }
+    for (int s = 0; s < S_STREAMS; s++)
+        tp_producer_close(&fx->prod[s]);
     zsock_close(&fx->legal_sub);
-    zmq_ctx_term(fx->ctx);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_world_close(&fx->w);
     free(fx);
     s_fx = NULL;
     return 0;

@@ -35,67 +35,29 @@
 #define OTHER  "11620200013926143G"
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char intake_pub[41], rec_pub[41];
     char intake_ep[64], rec_ep[64];
     char sign_key[600];
     int intake_ops, rec_ops;
-    PGconn *pg;
-    pid_t broker, intake, rec;
-    void *ctx;
+    pid_t intake, rec;
     rpc_client_t *dept, *rdept, *rother, *rlegal;
-    int rid;
 } fx_t;
 
 static fx_t *s_fx;
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    long long n = PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
-
-static void
-s_sql(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    PQclear(r);
-}
 
 /* Waits until the query's number equals want; fails after 15 s naming the last value. */
 static void
 s_wait_count(fx_t *fx, const char *sql, long long want)
 {
-    long long got = -2;
-    for (int64_t end = tp_now_ms() + 15000; tp_now_ms() < end; tp_sleep_ms(50))
-        if (PQstatus(fx->pg) == CONNECTION_OK && (got = s_count(fx, sql)) == want)
-            return;
-    fail_msg("%s: %lld, want %lld", sql, got, want);
+    tp_pg_wait_num(fx->w.pg, sql, want, 15000, NULL, 0);
 }
 
 /* An rpc call with a fresh rid; the body as JSON; the result as JSON or NULL with code. */
 static json_t *
-s_call(fx_t *fx, rpc_client_t *c, const char *op, const char *json, char *code)
+s_call(rpc_client_t *c, const char *op, const char *json, char *code)
 {
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    if (jsonmp_from_json(json, strlen(json), "body", 2, &body, NULL) < 0)
-        fail_msg("bad test JSON: %s", json);
-    char rid[32];
-    snprintf(rid, sizeof rid, "t-%d-%d", (int)getpid(), ++fx->rid);
-    rpc_reply_t r = {0};
-    evmsg_err_t err = {{0}, {0}};
-    if (rpc_call(c, op, rid, body.data, body.size, 3000, 3, &r, &err) != 0)
-        fail_msg("%s: no reply: %s %s", op, err.path, err.reason);
-    msgpack_sbuffer_destroy(&body);
+    rpc_reply_t r = tp_call(c, op, json, 3000, 3);
     json_t *out = NULL;
     snprintf(code, 40, "%s", r.ok ? "" : r.code);
     if (r.ok) {
@@ -113,34 +75,24 @@ static void
 s_ok(fx_t *fx, const char *op, const char *json)
 {
     char code[40];
-    json_decref(s_call(fx, fx->dept, op, json, code));
+    json_decref(s_call(fx->dept, op, json, code));
 }
 
 static pid_t
 s_start_recording(fx_t *fx)
 {
-    char bind[96], ops[32], key[640];
-    snprintf(bind, sizeof bind, "SX_RECORDING_BIND=%s", fx->rec_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->rec_ops);
+    char key[640];
     snprintf(key, sizeof key, "SX_RECORDING_SIGN_KEY=%s", fx->sign_key);
-    const char *env[] = {bind, ops, key, NULL};
-    pid_t p = tp_world_spawn(&fx->w, "sx-recording", NULL, "recording", "recording", env);
-    char buf[4096];
-    int64_t end = tp_now_ms() + 20000;
-    while (tp_http_get(fx->rec_ops, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
-        tp_sleep_ms(100);
-    assert_true(tp_now_ms() < end);
+    const char *env[] = {key, NULL};
+    pid_t p = tp_world_service(&fx->w, "recording", fx->rec_ep, fx->rec_ops, "recording", env);
+    tp_wait_http(fx->rec_ops, "/healthz", 20000);
     return p;
 }
 
 static rpc_client_t *
 s_client(fx_t *fx, const char *name, const char *ep, const char *server_pub)
 {
-    char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, name, pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, ep, server_pub, pub, sec, err, sizeof err);
-    assert_non_null(c);
-    return c;
+    return tp_world_client(&fx->w, ep, server_pub, name);
 }
 
 static int
@@ -154,10 +106,7 @@ s_setup(void **state)
                                          {NULL, NULL}};
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
-    fx->url = ts_fresh_db("recording_it");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
-    tp_world_init(&fx->w, fx->url, ids);
+    tp_world_open(&fx->w, "recording_it", ids, "rec-broker");
     char sec[41];
     tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
     tp_world_pair(&fx->w, "recording", fx->rec_pub, sec);
@@ -168,32 +117,26 @@ s_setup(void **state)
     char *dir = ts_mkdtemp("rec-seal");
     snprintf(fx->sign_key, sizeof fx->sign_key, "%s/seal.key", dir);
     free(dir);
-    fx->broker = tp_world_broker(&fx->w, "rec-broker");
-    char bind[96], ops[32];
-    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->intake_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->intake_ops);
-    const char *env[] = {bind, ops, NULL};
-    fx->intake = tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "rec-intake", env);
-    char buf[4096];
-    int64_t end = tp_now_ms() + 20000;
-    while (tp_http_get(fx->intake_ops, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
-        tp_sleep_ms(100);
-    assert_true(tp_now_ms() < end);
+    fx->intake =
+        tp_world_service(&fx->w, "intake", fx->intake_ep, fx->intake_ops, "rec-intake", NULL);
+    tp_wait_http(fx->intake_ops, "/healthz", 20000);
     fx->rec = s_start_recording(fx);
 
-    s_sql(fx, "INSERT INTO intake.agency (code, name, level, domain, head_name, head_title,"
-              " version, updated_by) VALUES ('" AGENCY "', '某市市场监督管理局', 'city',"
-              " '市场监管', '张三', '局长', 1, 'test')");
-    s_sql(fx, "INSERT INTO intake.officer (agency, cert_no, name, valid_from, valid_to, area,"
-              " version, updated_by) VALUES"
-              " ('" AGENCY "', 'ZF001', '王五', '2020-01-01', '2099-12-31', '全市', 1, 'test'),"
-              " ('" AGENCY "', 'ZF002', '赵六', '2020-01-01', '2099-12-31', '全市', 1, 'test')");
-    s_sql(fx, "INSERT INTO intake.matter (agency, code, name, type, legal_basis, accepting_body,"
-              " approving_body, conditions, time_limit, time_limit_unit, guide, version,"
-              " updated_by) VALUES ('" AGENCY "', 'CF-0001', '对无照经营的处罚', 'penalty',"
-              " '《无证无照经营查处办法》第十三条', '执法大队', '局', '-', 90, 'day', '-', 1,"
-              " 'test')");
-    fx->ctx = zmq_ctx_new();
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.agency (code, name, level, domain, head_name, head_title,"
+               " version, updated_by) VALUES ('" AGENCY "', '某市市场监督管理局', 'city',"
+               " '市场监管', '张三', '局长', 1, 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.officer (agency, cert_no, name, valid_from, valid_to, area,"
+               " version, updated_by) VALUES"
+               " ('" AGENCY "', 'ZF001', '王五', '2020-01-01', '2099-12-31', '全市', 1, 'test'),"
+               " ('" AGENCY "', 'ZF002', '赵六', '2020-01-01', '2099-12-31', '全市', 1, 'test')");
+    tp_pg_exec(fx->w.pg,
+               "INSERT INTO intake.matter (agency, code, name, type, legal_basis, accepting_body,"
+               " approving_body, conditions, time_limit, time_limit_unit, guide, version,"
+               " updated_by) VALUES ('" AGENCY "', 'CF-0001', '对无照经营的处罚', 'penalty',"
+               " '《无证无照经营查处办法》第十三条', '执法大队', '局', '-', 90, 'day', '-', 1,"
+               " 'test')");
     fx->dept = s_client(fx, "dept", fx->intake_ep, fx->intake_pub);
     fx->rdept = s_client(fx, "dept", fx->rec_ep, fx->rec_pub);
     fx->rother = s_client(fx, "other", fx->rec_ep, fx->rec_pub);
@@ -210,14 +153,11 @@ s_teardown(void **state)
         return 0;
     tp_stop(fx->rec, SIGTERM, 10000);
     tp_stop(fx->intake, SIGTERM, 10000);
-    tp_stop(fx->broker, SIGTERM, 10000);
     rpc_client_destroy(&fx->dept);
     rpc_client_destroy(&fx->rdept);
     rpc_client_destroy(&fx->rother);
     rpc_client_destroy(&fx->rlegal);
-    zmq_ctx_term(fx->ctx);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_world_close(&fx->w);
     free(fx);
     s_fx = NULL;
     return 0;
@@ -237,7 +177,7 @@ s_open(fx_t *fx, int no)
         " \"id_type\": \"uscc\", \"id_no\": \"" OTHER "\"}, \"summary\": \"无照经营\","
         " \"on_site\": false, \"officers\": [\"ZF001\", \"ZF002\"]}",
         no, today);
-    json_t *r = s_call(fx, fx->dept, "case.open", s_body, code);
+    json_t *r = s_call(fx->dept, "case.open", s_body, code);
     int64_t id = json_integer_value(json_object_get(r, "case_id"));
     json_decref(r);
     assert_true(id > 0);
@@ -316,17 +256,17 @@ test_case_life_becomes_sealed_chain(void **state)
              "SELECT closed_by FROM recording.gap WHERE case_id = %" PRId64
              " AND stage = 'investigation' AND rule = 'av_matter'",
              id);
-    assert_int_equal(s_count(fx, sql), 4);
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 4);
 
     snprintf(body, sizeof body, "{\"case_id\": %" PRId64 "}", id);
-    json_t *v = s_call(fx, fx->rlegal, "record.verify", body, code);
+    json_t *v = s_call(fx->rlegal, "record.verify", body, code);
     assert_non_null(v);
     assert_true(json_is_true(json_object_get(v, "ok")));
     assert_true(json_is_true(json_object_get(v, "seal_ok")));
     assert_int_equal(json_integer_value(json_object_get(v, "count")), 8);
     json_decref(v);
     snprintf(body, sizeof body, "{\"case_id\": %" PRId64 ", \"reason\": \"案卷评查\"}", id);
-    json_t *g = s_call(fx, fx->rdept, "record.get", body, code);
+    json_t *g = s_call(fx->rdept, "record.get", body, code);
     assert_non_null(g);
     json_t *es = json_object_get(g, "entries");
     assert_int_equal(json_array_size(es), 8);
@@ -337,11 +277,12 @@ test_case_life_becomes_sealed_chain(void **state)
                                 json_object_get(json_array_get(es, i), "entry"), "event")),
                             events[i]);
     json_decref(g);
-    assert_null(s_call(fx, fx->rother, "record.get", body, code));
+    assert_null(s_call(fx->rother, "record.get", body, code));
     assert_string_equal(code, "forbidden");
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.access_log WHERE NOT allowed"), 1);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.outbox WHERE topic LIKE"
-                                 " 'record.gap_closed.%'"),
+    assert_int_equal(
+        tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.access_log WHERE NOT allowed"), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.outbox WHERE topic LIKE"
+                                         " 'record.gap_closed.%'"),
                      1);
     char buf[16384];
     assert_int_equal(tp_http_get(fx->rec_ops, "/metrics", buf, sizeof buf), 200);
@@ -368,13 +309,15 @@ test_restart_loses_and_repeats_nothing(void **state)
     snprintf(sql, sizeof sql, "SELECT n FROM recording.rcase WHERE case_id = %" PRId64, b);
     s_wait_count(fx, sql, 7);
     /* One entry per intake case event, none twice. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.outbox WHERE topic LIKE 'case.%'"
-                                 " AND topic NOT LIKE 'case.deadline.%'"),
-                     s_count(fx, "SELECT count(*) FROM recording.entry"));
-    assert_int_equal(s_count(fx, "SELECT count(*) - count(DISTINCT seq) FROM recording.entry"), 0);
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM intake.outbox WHERE topic LIKE 'case.%'"
+                               " AND topic NOT LIKE 'case.deadline.%'"),
+                     tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.entry"));
+    assert_int_equal(
+        tp_pg_num(fx->w.pg, "SELECT count(*) - count(DISTINCT seq) FROM recording.entry"), 0);
     char code[40], body[64];
     snprintf(body, sizeof body, "{\"case_id\": %" PRId64 "}", a);
-    json_t *v = s_call(fx, fx->rlegal, "record.verify", body, code);
+    json_t *v = s_call(fx->rlegal, "record.verify", body, code);
     assert_true(json_is_true(json_object_get(v, "ok")));
     json_decref(v);
 }
@@ -424,9 +367,10 @@ test_unknown_doc_type_refused_at_intake(void **state)
              id, now - 60000, now, 8);
     s_ok(fx, "case.record", s_body);
     s_wait_count(fx, sql, 3);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry e JOIN recording.rcase c"
-                                 " USING (case_id) WHERE c.case_no LIKE '%21号'"
-                                 " AND e.event = 'case.recorded'"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.entry e JOIN recording.rcase c"
+                               " USING (case_id) WHERE c.case_no LIKE '%21号'"
+                               " AND e.event = 'case.recorded'"),
                      2);
 }
 
@@ -449,8 +393,7 @@ static void
 test_sigterm_exits_0(void **state)
 {
     fx_t *fx = *state;
-    assert_int_equal(tp_stop(fx->rec, SIGTERM, 10000), 0);
-    fx->rec = 0;
+    tp_stop_clean(&fx->rec, 10000);
 }
 
 int

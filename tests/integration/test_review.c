@@ -34,30 +34,15 @@
 #define POOL   "11620200013926143G"
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char intake_pub[41], review_pub[41];
     char intake_ep[64], review_ep[64];
     int intake_ops, review_ops;
-    PGconn *pg;
-    pid_t broker, intake, review;
-    void *ctx;
+    pid_t intake, review;
     rpc_client_t *dept, *legal_i, *rev;
-    int rid;
 } fx_t;
 
 static fx_t *s_fx;
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    long long n = PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
 
 /* Waits up to ms for the query's first value to be >= want. */
 static bool
@@ -65,7 +50,7 @@ s_wait_count(fx_t *fx, const char *sql, long long want, int ms)
 {
     int64_t end = tp_now_ms() + ms;
     do {
-        PGresult *r = PQexec(fx->pg, sql);
+        PGresult *r = PQexec(fx->w.pg, sql);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0) &&
                   atoll(PQgetvalue(r, 0, 0)) >= want;
         PQclear(r);
@@ -77,30 +62,15 @@ s_wait_count(fx_t *fx, const char *sql, long long want, int ms)
 }
 
 static rpc_reply_t
-s_call(fx_t *fx, rpc_client_t *c, const char *op, const char *json)
+s_call(rpc_client_t *c, const char *op, const char *json)
 {
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    jsonmp_err_t jerr = {{0}, {0}, 0, 0};
-    if (jsonmp_from_json(json, strlen(json), "body", 2, &body, &jerr) < 0) {
-        char why[300];
-        fail_msg("bad test JSON: %s", jsonmp_err_str(&jerr, why, sizeof why));
-    }
-    char rid[32];
-    snprintf(rid, sizeof rid, "t-%d-%d", (int)getpid(), ++fx->rid);
-    rpc_reply_t r = {0};
-    evmsg_err_t err = {{0}, {0}};
-    int rc = rpc_call(c, op, rid, body.data, body.size, 3000, 3, &r, &err);
-    msgpack_sbuffer_destroy(&body);
-    if (rc != 0)
-        fail_msg("%s: no reply: %s %s", op, err.path, err.reason);
-    return r;
+    return tp_call(c, op, json, 3000, 3);
 }
 
 static void
-s_ok(fx_t *fx, rpc_client_t *c, const char *op, const char *json)
+s_ok(rpc_client_t *c, const char *op, const char *json)
 {
-    rpc_reply_t r = s_call(fx, c, op, json);
+    rpc_reply_t r = s_call(c, op, json);
     if (!r.ok)
         fail_msg("%s refused: %s %s %s", op, r.code, r.field, r.en);
     rpc_reply_clear(&r);
@@ -122,34 +92,18 @@ s_result_int(const rpc_reply_t *r, const char *key)
 static rpc_client_t *
 s_client(fx_t *fx, const char *name, const char *ep, const char *server_pub)
 {
-    char pub[41], sec[41], err[256];
-    tp_world_pair(&fx->w, name, pub, sec);
-    rpc_client_t *c = rpc_client_new(fx->ctx, ep, server_pub, pub, sec, err, sizeof err);
-    assert_non_null(c);
-    return c;
-}
-
-static void
-s_wait_up(int port)
-{
-    char buf[4096];
-    int64_t end = tp_now_ms() + 20000;
-    while (tp_http_get(port, "/healthz", buf, sizeof buf) == 0 && tp_now_ms() < end)
-        tp_sleep_ms(100);
-    assert_true(tp_now_ms() < end);
+    return tp_world_client(&fx->w, ep, server_pub, name);
 }
 
 /* sx-review, fully rearming its timers from Postgres every sweep_ms. */
 static pid_t
 s_start_review_sweep(fx_t *fx, int sweep_ms)
 {
-    char bind[96], ops[32], sweep[48];
-    snprintf(bind, sizeof bind, "SX_REVIEW_BIND=%s", fx->review_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->review_ops);
+    char sweep[48];
     snprintf(sweep, sizeof sweep, "SX_REVIEW_SWEEP_MS=%d", sweep_ms);
-    const char *env[] = {bind, ops, "SX_REVIEW_POOL_AGENCY=" POOL, sweep, NULL};
-    pid_t pid = tp_world_spawn(&fx->w, "sx-review", NULL, "review", "review", env);
-    s_wait_up(fx->review_ops);
+    const char *env[] = {"SX_REVIEW_POOL_AGENCY=" POOL, sweep, NULL};
+    pid_t pid = tp_world_service(&fx->w, "review", fx->review_ep, fx->review_ops, "review", env);
+    tp_wait_http(fx->review_ops, "/healthz", 20000);
     return pid;
 }
 
@@ -157,15 +111,6 @@ static pid_t
 s_start_review(fx_t *fx)
 {
     return s_start_review_sweep(fx, 500);
-}
-
-static void
-s_sql(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    PQclear(r);
 }
 
 static redisContext *
@@ -232,7 +177,7 @@ s_register(fx_t *fx)
          "\"较大数额罚款\",\"case_type\":\"penalty\",\"amount_threshold\":\"1\"}"},
     };
     for (size_t i = 0; i < sizeof puts / sizeof puts[0]; i++)
-        s_ok(fx, fx->legal_i, puts[i][0], puts[i][1]);
+        s_ok(fx->legal_i, puts[i][0], puts[i][1]);
     /* review has its copies once the rule (the last put) has arrived */
     assert_true(s_wait_count(fx, "SELECT count(*) FROM review.rule", 1, 10000));
 }
@@ -242,16 +187,13 @@ s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     s_fx = fx;
-    fx->url = ts_fresh_db("review");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
     static const char *const ids[][2] = {{"intake", "svc:intake"},
                                          {"review", "svc:review"},
                                          {"dept", "dept:" AGENCY ":system"},
                                          {"rev", "dept:" AGENCY ":reviewer"},
                                          {"legal", "dept:" POOL ":legal_office"},
                                          {NULL, NULL}};
-    tp_world_init(&fx->w, fx->url, ids);
+    tp_world_open(&fx->w, "review", ids, "review-broker");
     char sec[41];
     tp_world_pair(&fx->w, "intake", fx->intake_pub, sec);
     tp_world_pair(&fx->w, "review", fx->review_pub, sec);
@@ -259,16 +201,11 @@ s_setup(void **state)
     snprintf(fx->review_ep, sizeof fx->review_ep, "tcp://127.0.0.1:%d", tp_free_port());
     fx->intake_ops = tp_free_port();
     fx->review_ops = tp_free_port();
-    fx->broker = tp_world_broker(&fx->w, "review-broker");
-    fx->ctx = zmq_ctx_new();
 
     fx->review = s_start_review(fx);
-    char bind[96], ops[32];
-    snprintf(bind, sizeof bind, "SX_INTAKE_BIND=%s", fx->intake_ep);
-    snprintf(ops, sizeof ops, "SX_OPS_PORT=%d", fx->intake_ops);
-    const char *env[] = {bind, ops, NULL};
-    fx->intake = tp_world_spawn(&fx->w, "sx-intake", NULL, "intake", "review-intake", env);
-    s_wait_up(fx->intake_ops);
+    fx->intake =
+        tp_world_service(&fx->w, "intake", fx->intake_ep, fx->intake_ops, "review-intake", NULL);
+    tp_wait_http(fx->intake_ops, "/healthz", 20000);
 
     fx->dept = s_client(fx, "dept", fx->intake_ep, fx->intake_pub);
     fx->legal_i = s_client(fx, "legal", fx->intake_ep, fx->intake_pub);
@@ -286,13 +223,10 @@ s_teardown(void **state)
         return 0;
     tp_stop(fx->review, SIGTERM, 10000);
     tp_stop(fx->intake, SIGTERM, 10000);
-    tp_stop(fx->broker, SIGTERM, 10000);
     rpc_client_destroy(&fx->dept);
     rpc_client_destroy(&fx->legal_i);
     rpc_client_destroy(&fx->rev);
-    zmq_ctx_term(fx->ctx);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_world_close(&fx->w);
     free(fx);
     s_fx = NULL;
     return 0;
@@ -311,7 +245,7 @@ s_open(fx_t *fx, int no)
         "\"party\":{\"kind\":\"org\",\"name\":\"某某商贸有限公司\",\"id_type\":\"uscc\","
         "\"id_no\":\"" POOL "\"},\"summary\":\"无照经营\",\"officers\":[\"ZF001\",\"ZF002\"]}",
         no, today);
-    rpc_reply_t r = s_call(fx, fx->dept, "case.open", s_body);
+    rpc_reply_t r = s_call(fx->dept, "case.open", s_body);
     if (!r.ok)
         fail_msg("case.open refused: %s %s %s", r.code, r.field, r.en);
     int64_t id = s_result_int(&r, "case_id");
@@ -326,7 +260,7 @@ s_propose(fx_t *fx, int64_t id, const char *fine)
              "{\"case_id\":%" PRId64 ",\"category\":\"罚款\",\"content\":\"罚款\",\"fine\":\"%s\","
              "\"confiscation\":\"0\",\"legal_basis\":\"《无证无照经营查处办法》第十三条\"}",
              id, fine);
-    s_ok(fx, fx->dept, "case.propose", s_body);
+    s_ok(fx->dept, "case.propose", s_body);
 }
 
 static rpc_reply_t
@@ -338,7 +272,7 @@ s_decide(fx_t *fx, int64_t id, int n)
              "{\"case_id\":%" PRId64 ",\"decision_no\":\"京市监罚决〔2026〕%d号\","
              "\"decision_date\":\"%s\"}",
              id, n, today);
-    return s_call(fx, fx->dept, "case.decide", s_body);
+    return s_call(fx->dept, "case.decide", s_body);
 }
 
 /* Waits for review's task on (case, version); returns its id. */
@@ -350,7 +284,7 @@ s_task(fx_t *fx, int64_t case_id, int version)
              "SELECT id FROM review.task WHERE case_id = %" PRId64 " AND version = %d", case_id,
              version);
     assert_true(s_wait_count(fx, sql, 1, 10000));
-    return s_count(fx, sql);
+    return tp_pg_num(fx->w.pg, sql);
 }
 
 #define P(k, v) "\"" k "\":{\"pass\":" v ",\"comment\":\"" k "\"}"
@@ -371,7 +305,7 @@ test_gate_end_to_end(void **state)
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND reviewer = 'SH001'", t1);
-    assert_int_equal(s_count(fx, sql), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
 
     /* returned: the version can never be decided */
     snprintf(
@@ -386,7 +320,7 @@ test_gate_end_to_end(void **state)
                                                                      "true") "," P("referral",
                                                                                    "true") "}}",
         t1);
-    s_ok(fx, fx->rev, "review.opinion", s_body);
+    s_ok(fx->rev, "review.opinion", s_body);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND proposal_version = 1 AND verdict = 'returned'",
@@ -408,7 +342,7 @@ test_gate_end_to_end(void **state)
                                                                    "true") "," P("referral",
                                                                                  "true") "}}",
         t2);
-    s_ok(fx, fx->rev, "review.opinion", s_body);
+    s_ok(fx->rev, "review.opinion", s_body);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND proposal_version = 2 AND verdict = 'approved'",
@@ -418,8 +352,8 @@ test_gate_end_to_end(void **state)
     if (!r.ok)
         fail_msg("case.decide refused after approval: %s %s", r.code, r.en);
     rpc_reply_clear(&r);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.bus_rejected"), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.bus_rejected"), 0);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM intake.bus_rejected"), 0);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.bus_rejected"), 0);
 
     /* /metrics: the sweep's gauges (every 500 ms here) */
     char buf[16384];
@@ -453,7 +387,7 @@ test_escalation_opens_the_gate(void **state)
              "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"problems\","
              "\"points\":" ALL_POINTS("false") "}",
              t1);
-    s_ok(fx, fx->rev, "review.opinion", s_body);
+    s_ok(fx->rev, "review.opinion", s_body);
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
@@ -463,7 +397,7 @@ test_escalation_opens_the_gate(void **state)
 
     snprintf(s_body, sizeof s_body,
              "{\"task_id\":%" PRId64 ",\"reason\":\"处罚依据充分，请求市司法局协调\"}", t1);
-    rpc_reply_t r = s_call(fx, sys, "review.escalate", s_body);
+    rpc_reply_t r = s_call(sys, "review.escalate", s_body);
     if (!r.ok)
         fail_msg("review.escalate refused: %s %s %s", r.code, r.field, r.en);
     int64_t e = s_result_int(&r, "task_id");
@@ -474,7 +408,7 @@ test_escalation_opens_the_gate(void **state)
              "{\"task_id\":%" PRId64 ",\"reviewer\":\"SH001\",\"verdict\":\"approve\","
              "\"points\":" ALL_POINTS("true") "}",
              e);
-    r = s_call(fx, fx->rev, "review.opinion", s_body);
+    r = s_call(fx->rev, "review.opinion", s_body);
     assert_false(r.ok);
     assert_string_equal(r.code, "forbidden");
     rpc_reply_clear(&r);
@@ -482,7 +416,7 @@ test_escalation_opens_the_gate(void **state)
              "{\"task_id\":%" PRId64 ",\"reviewer\":\"LO-01\",\"verdict\":\"approve\","
              "\"summary\":\"经协调，同意\",\"points\":" ALL_POINTS("true") "}",
              e);
-    s_ok(fx, legal, "review.opinion", s_body);
+    s_ok(legal, "review.opinion", s_body);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.review_verdict WHERE case_id = %" PRId64
              " AND proposal_version = 1 AND verdict = 'approved' AND reviewer = 'LO-01'",
@@ -504,10 +438,10 @@ test_not_required_let_through(void **state)
     s_propose(fx, id, "0.5");
     assert_true(
         s_wait_count(fx, "SELECT count(*) FROM review.judgement WHERE NOT required", 1, 10000));
-    assert_int_equal(s_count(fx,
-                             "SELECT count(*) FROM review.outbox WHERE topic = "
-                             "'review.not_required." AGENCY "' AND position(convert_to('R-AMOUNT:"
-                             " amount 0.5 below threshold 1', 'UTF8') in data) > 0"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM review.outbox WHERE topic = "
+                               "'review.not_required." AGENCY "' AND position(convert_to('R-AMOUNT:"
+                               " amount 0.5 below threshold 1', 'UTF8') in data) > 0"),
                      1);
     rpc_reply_t r = s_decide(fx, id, 2);
     assert_true(r.ok);
@@ -529,8 +463,9 @@ test_kill_mid_stream_loses_nothing(void **state)
     long long at_kill = -1;
     for (int i = 0; i < N; i++) {
         s_propose(fx, ids[i], i % 5 == 4 ? "0.5" : "3"); /* every fifth needs no review */
-        if (at_kill < 0 && s_count(fx, "SELECT count(*) FROM review.judgement") >= KILL_AT) {
-            at_kill = s_count(fx, "SELECT count(*) FROM review.judgement");
+        if (at_kill < 0 &&
+            tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.judgement") >= KILL_AT) {
+            at_kill = tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.judgement");
             tp_stop(fx->review, SIGKILL, 5000);
             print_message("SIGKILL review after %lld of %d proposals judged, %d sent\n", at_kill, N,
                           i + 1);
@@ -541,16 +476,16 @@ test_kill_mid_stream_loses_nothing(void **state)
     assert_true(s_wait_count(fx, "SELECT count(*) FROM review.judgement", N, 20000));
     tp_sleep_ms(500); /* anything duplicated would show by now */
     enum { NOT_REQUIRED = N / 5 };
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.judgement"), N);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.task"), N - NOT_REQUIRED);
-    assert_int_equal(s_count(fx, "SELECT count(DISTINCT case_id) FROM review.task"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.judgement"), N);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.task"), N - NOT_REQUIRED);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(DISTINCT case_id) FROM review.task"),
                      N - NOT_REQUIRED);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM review.outbox WHERE topic ="
-                                 " 'review.not_required." AGENCY "'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM review.outbox WHERE topic ="
+                                         " 'review.not_required." AGENCY "'"),
                      NOT_REQUIRED);
     /* and no deadline lost: each task's timers are in Redis */
     redisContext *rc = s_redis();
-    PGresult *r = PQexec(fx->pg, "SELECT id FROM review.task ORDER BY id");
+    PGresult *r = PQexec(fx->w.pg, "SELECT id FROM review.task ORDER BY id");
     assert_int_equal(PQntuples(r), N - NOT_REQUIRED);
     for (int i = 0; i < PQntuples(r); i++)
         if (!s_wait_armed(rc, "overdue", strtoll(PQgetvalue(r, i, 0), NULL, 10), true, 5000))
@@ -568,7 +503,7 @@ s_deadline_events(fx_t *fx, const char *event)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM review.outbox WHERE topic = '%s.%s'", event,
              AGENCY);
-    return s_count(fx, sql);
+    return tp_pg_num(fx->w.pg, sql);
 }
 
 /* Deadlines are timers in Redis, Postgres the truth: a task's timers are armed shortly
@@ -602,12 +537,12 @@ test_deadline_timers_survive_restart_and_flush(void **state)
              "UPDATE review.task SET warn_on = " TODAY_CST " - 2, due_on = " TODAY_CST " - 1"
              " WHERE id = %" PRId64,
              task[0]);
-    s_sql(fx, sql);
+    tp_pg_exec(fx->w.pg, sql);
     snprintf(sql, sizeof sql,
              "UPDATE review.task SET warn_on = " TODAY_CST ", due_on = " TODAY_CST " + 3"
              " WHERE id = %" PRId64,
              task[1]);
-    s_sql(fx, sql);
+    tp_pg_exec(fx->w.pg, sql);
     fx->review = s_start_review_sweep(fx, 3600000);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM review.outbox WHERE topic = 'review.overdue.%s'", AGENCY);
@@ -618,7 +553,7 @@ test_deadline_timers_survive_restart_and_flush(void **state)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND overdue AND warned",
              task[0]);
-    assert_int_equal(s_count(fx, sql), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
 
     /* the same timers fire again (a lost timer_done, another instance): nothing new */
     char member[3][64];
@@ -638,7 +573,7 @@ test_deadline_timers_survive_restart_and_flush(void **state)
              "UPDATE review.task SET warn_on = " TODAY_CST " - 3, due_on = " TODAY_CST " - 1"
              " WHERE id = %" PRId64,
              task[2]);
-    s_sql(fx, sql);
+    tp_pg_exec(fx->w.pg, sql);
     tp_sleep_ms(1500); /* a claim or two: nothing is due in Redis */
     assert_int_equal(s_deadline_events(fx, "review.overdue"), 1);
     /* Redis loses everything: review notices, rearms from Postgres, and task 2 fires */
@@ -653,7 +588,7 @@ test_deadline_timers_survive_restart_and_flush(void **state)
     assert_false(s_armed(rc, "overdue", task[0]));                 /* done: not again */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM review.task WHERE id = %" PRId64 " AND overdue",
              task[2]);
-    assert_int_equal(s_count(fx, sql), 1);
+    assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
     assert_int_equal(s_deadline_events(fx, "review.overdue"), 2);
     assert_int_equal(s_deadline_events(fx, "review.due_soon"), 1);
     redisFree(rc);

@@ -32,46 +32,12 @@
 #define OTHER  "11620200013926143G"
 
 typedef struct {
-    char *url;
     tp_world_t w;
     char rec_ep[64], sign_key[600], server_pub[600];
-    PGconn *pg;
-    pid_t broker, rec;
-    void *ctx, *pub;
-    db_t *prod, *relay_db;
-    bus_relay_t *relay;
-    pthread_t relay_thread;
-    volatile int stop;
+    pid_t rec;
+    tp_producer_t intake; /* the test plays intake: its outbox and its relay (a thread) */
     int events;
 } fx_t;
-
-static long long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    long long n = PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
-
-static void
-s_sql(fx_t *fx, const char *sql)
-{
-    PGresult *r = PQexec(fx->pg, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-    PQclear(r);
-}
-
-static void *
-s_relay_main(void *arg)
-{
-    fx_t *fx = arg;
-    bus_relay_run(fx->relay, &fx->stop);
-    return NULL;
-}
 
 /* One intake event on the outbox (its own transaction): event, agency, data as JSON. */
 static void
@@ -79,17 +45,7 @@ s_emit(fx_t *fx, const char *event, const char *agency, const char *json)
 {
     char topic[128];
     snprintf(topic, sizeof topic, "%s.%s", event, agency);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (jsonmp_from_json(json, strlen(json), "data", 2, &sb, NULL) < 0)
-        fail_msg("bad test JSON: %s", json);
-    bus_event_in_t in = {topic, 1, sb.data, sb.size};
-    evmsg_err_t err = {0};
-    assert_int_equal(db_begin(fx->prod), 0);
-    if (bus_emit_batch(fx->prod, "intake", &in, 1, &err) < 0)
-        fail_msg("emit: %s %s", err.reason, db_error(fx->prod));
-    assert_int_equal(db_commit(fx->prod), 0);
-    msgpack_sbuffer_destroy(&sb);
+    tp_produce(&fx->intake, topic, json);
     fx->events++;
 }
 
@@ -134,54 +90,35 @@ s_setup(void **state)
                                          {NULL, NULL}};
     fx_t *fx = calloc(1, sizeof *fx);
     *state = fx;
-    fx->url = ts_fresh_db("sxctl_record");
-    fx->pg = PQconnectdb(fx->url);
-    assert_int_equal(PQstatus(fx->pg), CONNECTION_OK);
-    tp_world_init(&fx->w, fx->url, ids);
+    tp_world_open(&fx->w, "sxctl_record", ids, "sxrec-broker");
     snprintf(fx->rec_ep, sizeof fx->rec_ep, "tcp://127.0.0.1:%d", tp_free_port());
     snprintf(fx->server_pub, sizeof fx->server_pub, "%s/recording.pub", fx->w.keydir);
     char *dir = ts_mkdtemp("sxrec-seal");
     snprintf(fx->sign_key, sizeof fx->sign_key, "%s/seal.key", dir);
     free(dir);
-    fx->broker = tp_world_broker(&fx->w, "sxrec-broker");
 
-    char busdir[600], pub[41], sec[41], err[256];
-    snprintf(busdir, sizeof busdir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    fx->prod = db_new(fx->url, "test-intake");
-    fx->relay_db = db_new(fx->url, "test-intake-relay");
-    assert_int_equal(db_connect(fx->prod, 5000), 0);
-    assert_int_equal(db_connect(fx->relay_db, 5000), 0);
-    assert_true(bus_migrate(fx->prod, "intake", busdir) >= 0);
-    fx->ctx = zmq_ctx_new();
-    tp_world_pair(&fx->w, "intake", pub, sec);
-    zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
-    lim.linger_ms = 0;
-    fx->pub = zsock_client(fx->ctx, ZMQ_PUB, fx->w.broker_pub, pub, sec, &lim, err, sizeof err);
-    assert_non_null(fx->pub);
-    assert_int_equal(zsock_connect(fx->pub, fx->w.pub_ep, err, sizeof err), 0);
-    fx->relay = bus_relay_new(fx->relay_db, "intake", fx->pub);
-    assert_non_null(fx->relay);
-    assert_int_equal(pthread_create(&fx->relay_thread, NULL, s_relay_main, fx), 0);
+    tp_producer_open(&fx->intake, &fx->w, "intake");
+    tp_producer_thread(&fx->intake);
 
-    char bind[96], key[640];
-    snprintf(bind, sizeof bind, "SX_RECORDING_BIND=%s", fx->rec_ep);
+    char key[640];
     snprintf(key, sizeof key, "SX_RECORDING_SIGN_KEY=%s", fx->sign_key);
-    const char *env[] = {bind, key, NULL};
+    const char *env[] = {key, NULL};
     static int runs;
     char log[32];
     snprintf(log, sizeof log, "sxrec-recording-%d", ++runs);
-    fx->rec = tp_world_spawn(&fx->w, "sx-recording", NULL, "recording", log, env);
+    fx->rec = tp_world_service(&fx->w, "recording", fx->rec_ep, 0, log, env);
     tp_wait_log(log, "recording started", 20000);
 
     s_cases(fx);
     long long cur = -1;
     for (int64_t end = tp_now_ms() + 20000; tp_now_ms() < end; tp_sleep_ms(50))
-        if ((cur = s_count(fx, "SELECT coalesce(max(seq), 0) FROM recording.bus_cursor"
-                               " WHERE stream = 'intake'")) == fx->events)
+        if ((cur = tp_pg_num(fx->w.pg, "SELECT coalesce(max(seq), 0) FROM recording.bus_cursor"
+                                       " WHERE stream = 'intake'")) == fx->events)
             break;
     if (cur != fx->events)
         fail_msg("recording applied %lld of %d events", cur, fx->events);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.archive WHERE case_id = 1"), 1);
+    assert_int_equal(
+        tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.archive WHERE case_id = 1"), 1);
     return 0;
 }
 
@@ -192,18 +129,8 @@ s_teardown(void **state)
     if (!fx)
         return 0;
     tp_stop(fx->rec, SIGTERM, 10000);
-    fx->stop = 1;
-    if (fx->relay)
-        pthread_join(fx->relay_thread, NULL);
-    bus_relay_destroy(&fx->relay);
-    zsock_close(&fx->pub);
-    if (fx->ctx)
-        zmq_ctx_term(fx->ctx);
-    tp_stop(fx->broker, SIGTERM, 10000);
-    db_destroy(&fx->prod);
-    db_destroy(&fx->relay_db);
-    PQfinish(fx->pg);
-    free(fx->url);
+    tp_producer_close(&fx->intake);
+    tp_world_close(&fx->w);
     free(fx);
     return 0;
 }
@@ -245,13 +172,14 @@ test_verify_ok_then_names_altered_entry(void **state)
 
     /* Someone with the database's owner rights rewrites entry 3 of case 1 (a record's
      * media uri), hash left as it was. */
-    s_sql(fx, "ALTER TABLE recording.entry DISABLE TRIGGER entry_append_only");
-    s_sql(fx, "UPDATE recording.entry SET body = decode(replace(encode(body, 'hex'),"
-              " encode('s3://k/1/2', 'hex'), encode('s3://x/1/2', 'hex')), 'hex')"
-              " WHERE case_id = 1 AND n = 3");
-    s_sql(fx, "ALTER TABLE recording.entry ENABLE TRIGGER entry_append_only");
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.entry WHERE case_id = 1 AND n = 3"
-                                 " AND position('s3://x/1/2'::bytea IN body) > 0"),
+    tp_pg_exec(fx->w.pg, "ALTER TABLE recording.entry DISABLE TRIGGER entry_append_only");
+    tp_pg_exec(fx->w.pg, "UPDATE recording.entry SET body = decode(replace(encode(body, 'hex'),"
+                         " encode('s3://k/1/2', 'hex'), encode('s3://x/1/2', 'hex')), 'hex')"
+                         " WHERE case_id = 1 AND n = 3");
+    tp_pg_exec(fx->w.pg, "ALTER TABLE recording.entry ENABLE TRIGGER entry_append_only");
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.entry WHERE case_id = 1 AND n = 3"
+                               " AND position('s3://x/1/2'::bytea IN body) > 0"),
                      1);
     assert_int_equal(s_verify(fx, "ops", "1", NULL), 1);
     assert_non_null(strstr(s_out, "case 1: FAILED: entry 3 does not match"));
@@ -261,11 +189,12 @@ test_verify_ok_then_names_altered_entry(void **state)
     assert_int_equal(s_verify(fx, "dept", "2", NULL), 0);
 
     /* Every verification is in the access log (调阅监督), under the caller's identity. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.access_log WHERE"
-                                 " op = 'record.verify' AND identity = 'svc:sxctl' AND allowed"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.access_log WHERE"
+                               " op = 'record.verify' AND identity = 'svc:sxctl' AND allowed"),
                      2);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.access_log WHERE"
-                                 " op = 'record.verify'"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.access_log WHERE"
+                                         " op = 'record.verify'"),
                      5);
 }
 
@@ -276,9 +205,9 @@ test_refusals_and_usage(void **state)
     /* Another agency's case: refused, and logged. */
     assert_int_equal(s_verify(fx, "other", "1", NULL), 1);
     assert_non_null(strstr(s_err, "forbidden"));
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM recording.access_log WHERE"
-                                 " identity = 'dept:" OTHER ":system' AND NOT allowed"
-                                 " AND outcome = 'forbidden' AND case_id = 1"),
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.access_log WHERE"
+                                         " identity = 'dept:" OTHER ":system' AND NOT allowed"
+                                         " AND outcome = 'forbidden' AND case_id = 1"),
                      1);
     /* A case recording never saw. */
     assert_int_equal(s_verify(fx, "ops", "999", NULL), 1);

@@ -1,63 +1,10 @@
 /* The publication flow against real PostgreSQL and Redis: case events in, a masked draft,
  * the publisher's approve / reject, the public API (only published reachable, ETag, 304,
  * 400 for bad parameters), withdrawal (410 with the reason), and the deadline timers. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-#include <curl/curl.h>
-
-#include "../../../services/publication/events.h"
-#include "../../../services/publication/portal.h"
-#include "../../../services/publication/workflow.h"
-#include "bus.h"
-#include "jsonmp.h"
-#include "tsupport.h"
-
-#define AGENCY   "11620200013926143G"
-#define AGENCY_B "11330400MB00000019"
-#define ORG_USCC "91620200MA71234563"
-
-typedef struct {
-    char *url;
-    db_t *db;
-    workday_t *cal;
-    publication_t app;
-    portal_t *portal;
-} fx_t;
-
-/* Hands one event (data as JSON) to events_handle in its own transaction. */
-static void
-s_event(fx_t *fx, const char *topic, const char *json)
-{
-    msgpack_sbuffer data, env;
-    msgpack_sbuffer_init(&data);
-    msgpack_sbuffer_init(&env);
-    jsonmp_err_t jerr = {0};
-    if (jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr) != 0)
-        fail_msg("json: %s", jerr.reason);
-    evmsg_header_t h = {1, 1, "intake", 1570000000000, 1};
-    evmsg_err_t err = {0};
-    assert_int_equal(evmsg_encode(&env, &h, data.data, data.size, &err), 0);
-    evmsg_t *msg = NULL;
-    assert_int_equal(evmsg_decode(env.data, env.size, &msg, &err), 0);
-    bus_event_t ev = {1, 1, 1570000000000, 1, topic, msg};
-    assert_int_equal(db_begin(fx->db), 0);
-    assert_int_equal(events_handle(fx->db, &ev, 1, &fx->app), 0);
-    assert_int_equal(db_commit(fx->db), 0);
-    evmsg_destroy(&msg);
-    msgpack_sbuffer_destroy(&data);
-    msgpack_sbuffer_destroy(&env);
-}
+#include "pubfx.h"
 
 static void
-s_case_c(fx_t *fx, const char *agency, int id, const char *type, const char *party,
+s_case_c(pubfx_t *fx, const char *agency, int id, const char *type, const char *party,
          const char *circumstance)
 {
     char topic[128], json[2048];
@@ -67,7 +14,7 @@ s_case_c(fx_t *fx, const char *agency, int id, const char *type, const char *par
              "\"state\":\"open\",\"party\":%s,\"summary\":\"销售过期食品\","
              "\"opened_on\":\"2019-09-02\"}",
              id, id, type, party);
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
     snprintf(topic, sizeof topic, "case.decided.%s", agency);
     snprintf(json, sizeof json,
              "{\"case_id\":%d,\"case_no\":\"C-%d\",\"type\":\"%s\",\"matter_code\":\"M1\","
@@ -77,112 +24,22 @@ s_case_c(fx_t *fx, const char *agency, int id, const char *type, const char *par
              "\"legal_basis\":\"《食品安全法》第一百二十四条\",\"violation_code\":null,"
              "\"circumstance\":\"%s\"}",
              id, id, type, id, circumstance);
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
 }
 
 static void
-s_case(fx_t *fx, const char *agency, int id, const char *type, const char *party)
+s_case(pubfx_t *fx, const char *agency, int id, const char *type, const char *party)
 {
     s_case_c(fx, agency, id, type, party, "general");
 }
 
-static const char *s_person = "{\"kind\":\"person\",\"name\":\"张三丰\",\"id_type\":\"idcard\","
-                              "\"id_no\":\"62020019800101001X\"}";
-static const char *s_org = "{\"kind\":\"org\",\"name\":\"嘉峪关某某商贸有限公司\","
-                           "\"id_type\":\"uscc\",\"id_no\":\"" ORG_USCC "\"}";
-
-/* The record id of (agency, case). */
-static char *
-s_record(fx_t *fx, const char *agency, int case_id, char buf[24])
-{
-    char cid[16];
-    snprintf(cid, sizeof cid, "%d", case_id);
-    PGresult *r =
-        db_query(fx->db, "SELECT id FROM publication.record WHERE agency = $1 AND case_id = $2", 2,
-                 (const char *[]){agency, cid});
-    assert_non_null(r);
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(buf, 24, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return buf;
-}
-
-static long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = db_query(fx->db, sql, 0, NULL);
-    assert_non_null(r);
-    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return n;
-}
-
 /* ---- HTTP ----------------------------------------------------------------------------- */
 
-typedef struct {
-    long status;
-    char body[65536];
-    size_t len;
-    char etag[64];
-    char cache[128];
-} s_resp_t;
-
-static size_t
-s_write(char *p, size_t size, size_t n, void *arg)
-{
-    s_resp_t *r = arg;
-    size_t len = size * n;
-    if (r->len + len < sizeof r->body - 1) {
-        memcpy(r->body + r->len, p, len);
-        r->len += len;
-        r->body[r->len] = '\0';
-    }
-    return len;
-}
-
-static size_t
-s_header(char *p, size_t size, size_t n, void *arg)
-{
-    s_resp_t *r = arg;
-    size_t len = size * n;
-    if (len > 6 && strncasecmp(p, "ETag: ", 6) == 0)
-        snprintf(r->etag, sizeof r->etag, "%.*s", (int)(len - 8), p + 6);
-    if (len > 15 && strncasecmp(p, "Cache-Control: ", 15) == 0)
-        snprintf(r->cache, sizeof r->cache, "%.*s", (int)(len - 17), p + 15);
-    return len;
-}
-
-static void
-s_get(fx_t *fx, const char *path, const char *inm, s_resp_t *r)
-{
-    memset(r, 0, sizeof *r);
-    char url[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", portal_port(fx->portal), path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    if (inm) {
-        char line[128];
-        snprintf(line, sizeof line, "If-None-Match: %s", inm);
-        h = curl_slist_append(h, line);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-}
-
 static long
-s_total(fx_t *fx, const char *path)
+s_total(pubfx_t *fx, const char *path)
 {
-    s_resp_t r;
-    s_get(fx, path, NULL, &r);
+    pubfx_resp_t r;
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 200);
     json_t *o = json_loads(r.body, 0, NULL);
     assert_non_null(o);
@@ -196,15 +53,15 @@ s_total(fx_t *fx, const char *path)
 static void
 test_draft_is_masked_and_unreachable(void **state)
 {
-    fx_t *fx = *state;
-    s_event(fx, "registry.agency." AGENCY,
-            "{\"action\":\"put\",\"key\":\"" AGENCY "\",\"version\":1,\"entry\":{"
-            "\"agency\":\"" AGENCY "\",\"version\":1,\"name\":\"嘉峪关市市场监督管理局\","
-            "\"level\":\"city\",\"domain\":\"市场监管\",\"head_name\":\"李四\","
-            "\"head_title\":\"局长\"}}");
-    s_case(fx, AGENCY, 1, "penalty", s_person);
+    pubfx_t *fx = *state;
+    pubfx_event(fx, "registry.agency." AGENCY,
+                "{\"action\":\"put\",\"key\":\"" AGENCY "\",\"version\":1,\"entry\":{"
+                "\"agency\":\"" AGENCY "\",\"version\":1,\"name\":\"嘉峪关市市场监督管理局\","
+                "\"level\":\"city\",\"domain\":\"市场监管\",\"head_name\":\"李四\","
+                "\"head_title\":\"局长\"}}");
+    s_case(fx, AGENCY, 1, "penalty", PUBFX_PERSON);
     char id[24], path[128];
-    s_record(fx, AGENCY, 1, id);
+    pubfx_record(fx, AGENCY, 1, id);
     PGresult *r = db_query(fx->db,
                            "SELECT state, body->'party'->>'name', body->'sgs'->>'CF_XDR_ZJHM', "
                            "due_on::text, warn_on::text, body->'agency'->>'name', "
@@ -218,16 +75,16 @@ test_draft_is_masked_and_unreachable(void **state)
     assert_string_equal(PQgetvalue(r, 0, 5), "嘉峪关市市场监督管理局");
     assert_string_equal(PQgetvalue(r, 0, 6), "f");
     PQclear(r);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox "
-                                 "WHERE topic = 'publication.drafted." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox "
+                                     "WHERE topic = 'publication.drafted." AGENCY "'"),
                      1);
     /* The same decision again (a replay) changes nothing. */
-    s_case(fx, AGENCY, 1, "penalty", s_person);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.record"), 1);
+    s_case(fx, AGENCY, 1, "penalty", PUBFX_PERSON);
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.record"), 1);
 
-    s_resp_t resp;
+    pubfx_resp_t resp;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
-    s_get(fx, path, NULL, &resp);
+    pubfx_get(fx, path, NULL, &resp);
     assert_int_equal(resp.status, 404);
     assert_int_equal(s_total(fx, "/api/v1/decisions"), 0);
 }
@@ -235,10 +92,10 @@ test_draft_is_masked_and_unreachable(void **state)
 static void
 test_approve_publishes(void **state)
 {
-    fx_t *fx = *state;
-    s_case(fx, AGENCY, 2, "penalty", s_org);
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 2, "penalty", PUBFX_ORG);
     char id[24], st[16], path[128];
-    s_record(fx, AGENCY, 2, id);
+    pubfx_record(fx, AGENCY, 2, id);
     /* Another agency's publisher cannot see it. */
     assert_int_equal(workflow_publish(fx->db, id, AGENCY_B, "dept:" AGENCY_B ":publisher", st),
                      WORKFLOW_NOT_FOUND);
@@ -248,19 +105,19 @@ test_approve_publishes(void **state)
     assert_string_equal(st, "published");
     assert_int_equal(workflow_publish(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", st),
                      WORKFLOW_WRONG_STATE);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox "
-                                 "WHERE topic = 'publication.published." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox "
+                                     "WHERE topic = 'publication.published." AGENCY "'"),
                      1);
 
-    s_resp_t r, r2;
+    pubfx_resp_t r, r2;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
-    s_get(fx, path, NULL, &r);
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "嘉峪关某某商贸有限公司"));
     assert_non_null(strstr(r.body, "\"CF_XDR_SHXYM\":\"" ORG_USCC "\""));
     assert_true(r.etag[0] == '"');
     assert_string_equal(r.cache, "public, max-age=300");
-    s_get(fx, path, r.etag, &r2);
+    pubfx_get(fx, path, r.etag, &r2);
     assert_int_equal(r2.status, 304);
     assert_int_equal(r2.len, 0);
 
@@ -278,10 +135,10 @@ test_approve_publishes(void **state)
 static void
 test_reject(void **state)
 {
-    fx_t *fx = *state;
-    s_case(fx, AGENCY, 3, "licence", s_org);
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 3, "licence", PUBFX_ORG);
     char id[24], st[16];
-    s_record(fx, AGENCY, 3, id);
+    pubfx_record(fx, AGENCY, 3, id);
     assert_int_equal(
         workflow_reject(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", "文号有误", st), 0);
     assert_string_equal(st, "rejected");
@@ -294,41 +151,41 @@ test_reject(void **state)
 static void
 test_withdrawal_410(void **state)
 {
-    fx_t *fx = *state;
-    s_case(fx, AGENCY, 4, "penalty", s_org);
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 4, "penalty", PUBFX_ORG);
     char id[24], st[16], path[128];
-    s_record(fx, AGENCY, 4, id);
+    pubfx_record(fx, AGENCY, 4, id);
     assert_int_equal(workflow_publish(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", st), 0);
     long before = s_total(fx, "/api/v1/decisions");
-    s_event(fx, "case.revoked." AGENCY,
-            "{\"case_id\":4,\"case_no\":\"C-4\",\"type\":\"penalty\",\"matter_code\":\"M1\","
-            "\"state\":\"revoked\",\"kind\":\"revoke\",\"reason\":\"复议决定撤销\","
-            "\"revoked_on\":\"2019-11-01\",\"decision_no\":\"嘉罚〔2019〕4号\",\"version\":1}");
+    pubfx_event(fx, "case.revoked." AGENCY,
+                "{\"case_id\":4,\"case_no\":\"C-4\",\"type\":\"penalty\",\"matter_code\":\"M1\","
+                "\"state\":\"revoked\",\"kind\":\"revoke\",\"reason\":\"复议决定撤销\","
+                "\"revoked_on\":\"2019-11-01\",\"decision_no\":\"嘉罚〔2019〕4号\",\"version\":1}");
     assert_int_equal(s_total(fx, "/api/v1/decisions"), before - 1);
-    s_resp_t r;
+    pubfx_resp_t r;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
-    s_get(fx, path, NULL, &r);
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 410);
     assert_non_null(strstr(r.body, "复议决定撤销"));
     assert_non_null(strstr(r.body, "\"withdrawn_on\":\"2019-11-01\""));
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox "
-                                 "WHERE topic = 'publication.withdrawn." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox "
+                                     "WHERE topic = 'publication.withdrawn." AGENCY "'"),
                      1);
     /* A draft withdrawn before it was ever published stays unknown (404). */
-    s_case(fx, AGENCY, 5, "penalty", s_org);
-    s_event(fx, "case.revoked." AGENCY,
-            "{\"case_id\":5,\"case_no\":\"C-5\",\"type\":\"penalty\",\"matter_code\":\"M1\","
-            "\"state\":\"revoked\",\"kind\":\"invalid\",\"reason\":\"无效\","
-            "\"revoked_on\":\"2019-11-01\",\"decision_no\":\"嘉罚〔2019〕5号\",\"version\":1}");
-    snprintf(path, sizeof path, "/api/v1/decisions/%s", s_record(fx, AGENCY, 5, id));
-    s_get(fx, path, NULL, &r);
+    s_case(fx, AGENCY, 5, "penalty", PUBFX_ORG);
+    pubfx_event(fx, "case.revoked." AGENCY,
+                "{\"case_id\":5,\"case_no\":\"C-5\",\"type\":\"penalty\",\"matter_code\":\"M1\","
+                "\"state\":\"revoked\",\"kind\":\"invalid\",\"reason\":\"无效\","
+                "\"revoked_on\":\"2019-11-01\",\"decision_no\":\"嘉罚〔2019〕5号\",\"version\":1}");
+    snprintf(path, sizeof path, "/api/v1/decisions/%s", pubfx_record(fx, AGENCY, 5, id));
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 404);
 }
 
 static void
 test_bad_parameters_400(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     static const char *const bad[][2] = {
         {"/api/v1/decisions?party=x%27%20OR%20%271%27%3D%271", "party"},
         {"/api/v1/decisions?party=%FF%FE", "party"},
@@ -342,8 +199,8 @@ test_bad_parameters_400(void **state)
         {"/api/v1/decisions/0", "id"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        s_resp_t r;
-        s_get(fx, bad[i][0], NULL, &r);
+        pubfx_resp_t r;
+        pubfx_get(fx, bad[i][0], NULL, &r);
         if (r.status != 400)
             fail_msg("%s: status %ld", bad[i][0], r.status);
         json_t *o = json_loads(r.body, 0, NULL);
@@ -354,7 +211,7 @@ test_bad_parameters_400(void **state)
 }
 
 static void
-s_officer(fx_t *fx, const char *cert, int version, const char *to, bool active)
+s_officer(pubfx_t *fx, const char *cert, int version, const char *to, bool active)
 {
     char json[1024];
     snprintf(json, sizeof json,
@@ -364,13 +221,13 @@ s_officer(fx_t *fx, const char *cert, int version, const char *to, bool active)
              "\"legal_qualified\":false,\"reviewer\":false,\"active\":%s}}",
              active ? "put" : "retire", cert, version, version, cert, to,
              active ? "true" : "false");
-    s_event(fx, "registry.officer." AGENCY, json);
+    pubfx_event(fx, "registry.officer." AGENCY, json);
 }
 
 static const char *
-s_status(fx_t *fx, const char *path, s_resp_t *r)
+s_status(pubfx_t *fx, const char *path, pubfx_resp_t *r)
 {
-    s_get(fx, path, NULL, r);
+    pubfx_get(fx, path, NULL, r);
     assert_int_equal(r->status, 200);
     static char st[32];
     json_t *o = json_loads(r->body, 0, NULL);
@@ -383,8 +240,8 @@ s_status(fx_t *fx, const char *path, s_resp_t *r)
 static void
 test_officer_verification(void **state)
 {
-    fx_t *fx = *state;
-    s_resp_t r;
+    pubfx_t *fx = *state;
+    pubfx_resp_t r;
     s_officer(fx, "JYG001", 1, "2099-12-31", true);
     s_officer(fx, "JYG002", 1, "2020-12-31", true);
     s_officer(fx, "JYG003", 1, "2099-12-31", true);
@@ -396,9 +253,9 @@ test_officer_verification(void **state)
     assert_string_equal(s_status(fx, "/api/v1/officers?cert_no=JYG002", &r), "expired");
     assert_string_equal(s_status(fx, "/api/v1/officers?cert_no=JYG003", &r), "expired");
     assert_string_equal(s_status(fx, "/api/v1/officers?cert_no=NOPE9", &r), "unknown");
-    s_get(fx, "/api/v1/officers?cert_no=%27%3B--", NULL, &r);
+    pubfx_get(fx, "/api/v1/officers?cert_no=%27%3B--", NULL, &r);
     assert_int_equal(r.status, 400);
-    s_get(fx, "/api/v1/officers", NULL, &r);
+    pubfx_get(fx, "/api/v1/officers", NULL, &r);
     assert_int_equal(r.status, 400);
 }
 
@@ -406,23 +263,23 @@ test_officer_verification(void **state)
 static void
 test_inspection_result(void **state)
 {
-    fx_t *fx = *state;
-    s_event(fx, "case.opened." AGENCY,
-            "{\"case_id\":9,\"case_no\":\"JC-9\",\"type\":\"inspection\",\"matter_code\":"
-            "\"M2\",\"state\":\"open\",\"party\":{\"kind\":\"org\",\"name\":\"某某餐饮店\","
-            "\"id_type\":\"uscc\",\"id_no\":\"" ORG_USCC "\"},\"summary\":null,"
-            "\"opened_on\":\"2019-09-20\"}");
-    s_event(fx, "inspection.resulted." AGENCY,
-            "{\"case_id\":9,\"case_no\":\"JC-9\",\"type\":\"inspection\",\"matter_code\":"
-            "\"M2\",\"state\":\"resulted\",\"result_date\":\"2019-09-27\",\"subject\":"
-            "\"某某餐饮店\",\"result\":\"problems_found\",\"problems\":\"从业人员无健康证\","
-            "\"handled\":\"责令改正\"}");
+    pubfx_t *fx = *state;
+    pubfx_event(fx, "case.opened." AGENCY,
+                "{\"case_id\":9,\"case_no\":\"JC-9\",\"type\":\"inspection\",\"matter_code\":"
+                "\"M2\",\"state\":\"open\",\"party\":{\"kind\":\"org\",\"name\":\"某某餐饮店\","
+                "\"id_type\":\"uscc\",\"id_no\":\"" ORG_USCC "\"},\"summary\":null,"
+                "\"opened_on\":\"2019-09-20\"}");
+    pubfx_event(fx, "inspection.resulted." AGENCY,
+                "{\"case_id\":9,\"case_no\":\"JC-9\",\"type\":\"inspection\",\"matter_code\":"
+                "\"M2\",\"state\":\"resulted\",\"result_date\":\"2019-09-27\",\"subject\":"
+                "\"某某餐饮店\",\"result\":\"problems_found\",\"problems\":\"从业人员无健康证\","
+                "\"handled\":\"责令改正\"}");
     char id[24], st[16], path[128];
-    s_record(fx, AGENCY, 9, id);
+    pubfx_record(fx, AGENCY, 9, id);
     assert_int_equal(workflow_publish(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", st), 0);
-    s_resp_t r;
+    pubfx_resp_t r;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
-    s_get(fx, path, NULL, &r);
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"conclusion\":\"发现问题；发现的问题：从业人员无健康证；"
                                    "处理情况：责令改正\""));
@@ -440,16 +297,17 @@ test_inspection_result(void **state)
 static void
 test_agency_page(void **state)
 {
-    fx_t *fx = *state;
-    s_event(fx, "registry.matter." AGENCY,
-            "{\"action\":\"put\",\"key\":\"M1\",\"version\":1,\"entry\":{\"agency\":\"" AGENCY
-            "\",\"version\":1,\"code\":\"M1\",\"name\":\"食品经营许可\",\"type\":\"licence\"}}");
-    s_event(fx, "registry.matter." AGENCY,
-            "{\"action\":\"put\",\"key\":\"M1\",\"version\":2,\"entry\":{\"agency\":\"" AGENCY
-            "\",\"version\":2,\"code\":\"M1\",\"name\":\"食品经营许可（新）\",\"type\":"
-            "\"licence\"}}");
-    s_resp_t r;
-    s_get(fx, "/api/v1/agencies/" AGENCY, NULL, &r);
+    pubfx_t *fx = *state;
+    pubfx_event(
+        fx, "registry.matter." AGENCY,
+        "{\"action\":\"put\",\"key\":\"M1\",\"version\":1,\"entry\":{\"agency\":\"" AGENCY
+        "\",\"version\":1,\"code\":\"M1\",\"name\":\"食品经营许可\",\"type\":\"licence\"}}");
+    pubfx_event(fx, "registry.matter." AGENCY,
+                "{\"action\":\"put\",\"key\":\"M1\",\"version\":2,\"entry\":{\"agency\":\"" AGENCY
+                "\",\"version\":2,\"code\":\"M1\",\"name\":\"食品经营许可（新）\",\"type\":"
+                "\"licence\"}}");
+    pubfx_resp_t r;
+    pubfx_get(fx, "/api/v1/agencies/" AGENCY, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "嘉峪关市市场监督管理局"));
     assert_non_null(strstr(r.body, "食品经营许可（新）"));
@@ -458,14 +316,14 @@ test_agency_page(void **state)
     assert_null(strstr(r.body, "JYG003")); /* retired */
     assert_null(strstr(r.body, "legal_qualified"));
     assert_true(r.etag[0] == '"');
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.registry_history "
-                                 "WHERE list = 'matter' AND key = 'M1'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.registry_history "
+                                     "WHERE list = 'matter' AND key = 'M1'"),
                      2);
-    s_get(fx, "/api/v1/agencies/" AGENCY_B, NULL, &r);
+    pubfx_get(fx, "/api/v1/agencies/" AGENCY_B, NULL, &r);
     assert_int_equal(r.status, 404);
-    s_get(fx, "/api/v1/agencies/abc", NULL, &r);
+    pubfx_get(fx, "/api/v1/agencies/abc", NULL, &r);
     assert_int_equal(r.status, 400);
-    s_get(fx, "/api/v1/agencies/" AGENCY "?x=1", NULL, &r);
+    pubfx_get(fx, "/api/v1/agencies/" AGENCY "?x=1", NULL, &r);
     assert_int_equal(r.status, 400);
 }
 
@@ -473,12 +331,12 @@ test_agency_page(void **state)
 static void
 test_credit_repair(void **state)
 {
-    fx_t *fx = *state;
-    s_case(fx, AGENCY, 10, "penalty", s_org); /* 一般, 2019-09-27: repairable from 2019-12-27 */
-    s_case_c(fx, AGENCY, 11, "penalty", s_org, "serious");
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 10, "penalty", PUBFX_ORG); /* 一般, 2019-09-27: repairable from 2019-12-27 */
+    s_case_c(fx, AGENCY, 11, "penalty", PUBFX_ORG, "serious");
     char id10[24], id11[24], st[16], path[128];
-    s_record(fx, AGENCY, 10, id10);
-    s_record(fx, AGENCY, 11, id11);
+    pubfx_record(fx, AGENCY, 10, id10);
+    pubfx_record(fx, AGENCY, 11, id11);
     /* Not yet published: nothing to repair. */
     assert_int_equal(
         workflow_repair(fx->db, id10, AGENCY, "dept:" AGENCY ":publisher", "已整改", st),
@@ -503,12 +361,12 @@ test_credit_repair(void **state)
     assert_int_equal(
         workflow_repair(fx->db, id10, AGENCY, "dept:" AGENCY ":publisher", "已整改", st), 0);
     assert_string_equal(st, "repaired");
-    s_resp_t r;
+    pubfx_resp_t r;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id10);
-    s_get(fx, path, NULL, &r);
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 404);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox "
-                                 "WHERE topic = 'publication.repaired." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox "
+                                     "WHERE topic = 'publication.repaired." AGENCY "'"),
                      1);
 }
 
@@ -516,28 +374,28 @@ test_credit_repair(void **state)
 static void
 test_minor_penalty_exempt(void **state)
 {
-    fx_t *fx = *state;
-    s_case_c(fx, AGENCY, 7, "penalty", s_org, "minor");
+    pubfx_t *fx = *state;
+    s_case_c(fx, AGENCY, 7, "penalty", PUBFX_ORG, "minor");
     char id[24], path[128];
-    s_record(fx, AGENCY, 7, id);
+    pubfx_record(fx, AGENCY, 7, id);
     char st[16];
     assert_int_equal(workflow_publish(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", st),
                      WORKFLOW_WRONG_STATE);
     assert_string_equal(st, "exempt");
-    s_resp_t r;
+    pubfx_resp_t r;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
-    s_get(fx, path, NULL, &r);
+    pubfx_get(fx, path, NULL, &r);
     assert_int_equal(r.status, 404);
 }
 
 static long
-s_events(fx_t *fx, const char *event)
+s_events(pubfx_t *fx, const char *event)
 {
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM publication.outbox WHERE topic = 'publication.%s.%s'", event,
              AGENCY);
-    return s_count(fx, sql);
+    return pubfx_count(fx, sql);
 }
 
 /* Warnings and deadlines of drafts, expiry of published penalties: armed from Postgres,
@@ -545,16 +403,16 @@ s_events(fx_t *fx, const char *event)
 static void
 test_timers(void **state)
 {
-    fx_t *fx = *state;
-    s_case(fx, AGENCY, 6, "coercion", s_person);
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 6, "coercion", PUBFX_PERSON);
     char id6[24], id8[24], err[256], st[16], path[128];
-    s_record(fx, AGENCY, 6, id6);
-    s_case(fx, AGENCY, 8, "penalty", s_org); /* 一般: published until 2020-09-27 */
-    s_record(fx, AGENCY, 8, id8);
+    pubfx_record(fx, AGENCY, 6, id6);
+    s_case(fx, AGENCY, 8, "penalty", PUBFX_ORG); /* 一般: published until 2020-09-27 */
+    pubfx_record(fx, AGENCY, 8, id8);
     assert_int_equal(workflow_publish(fx->db, id8, AGENCY, "dept:" AGENCY ":publisher", st), 0);
-    long drafts = s_count(fx, "SELECT count(*) FROM publication.record WHERE state = 'draft'");
-    long expiring = s_count(fx, "SELECT count(*) FROM publication.record "
-                                "WHERE state = 'published' AND expires_on IS NOT NULL");
+    long drafts = pubfx_count(fx, "SELECT count(*) FROM publication.record WHERE state = 'draft'");
+    long expiring = pubfx_count(fx, "SELECT count(*) FROM publication.record "
+                                    "WHERE state = 'published' AND expires_on IS NOT NULL");
     assert_true(drafts >= 2);
     assert_true(expiring >= 1);
 
@@ -584,9 +442,9 @@ test_timers(void **state)
     assert_int_equal(s_events(fx, "expired"), expiring);
 
     /* Expired: taken down everywhere. */
-    s_resp_t resp;
+    pubfx_resp_t resp;
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id8);
-    s_get(fx, path, NULL, &resp);
+    pubfx_get(fx, path, NULL, &resp);
     assert_int_equal(resp.status, 404);
     assert_int_equal(s_total(fx, "/api/v1/decisions?type=penalty"), 0);
 
@@ -606,9 +464,9 @@ s_stat(json_t *o, const char *type, const char *key)
 static void
 test_statistics(void **state)
 {
-    fx_t *fx = *state;
-    s_resp_t r;
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=2", NULL, &r);
+    pubfx_t *fx = *state;
+    pubfx_resp_t r;
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=2", NULL, &r);
     assert_int_equal(r.status, 200);
     json_t *o = json_loads(r.body, 0, NULL);
     assert_non_null(o);
@@ -628,50 +486,22 @@ test_statistics(void **state)
     json_decref(o);
     char etag[64];
     snprintf(etag, sizeof etag, "%s", r.etag);
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=2", etag, &r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=2", etag, &r);
     assert_int_equal(r.status, 304);
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2099", NULL, &r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2099", NULL, &r);
     assert_int_equal(r.status, 400); /* not ended */
-    s_get(fx, "/api/v1/statistics?year=2019", NULL, &r);
+    pubfx_get(fx, "/api/v1/statistics?year=2019", NULL, &r);
     assert_int_equal(r.status, 400);
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=3", NULL, &r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=3", NULL, &r);
     assert_int_equal(r.status, 400);
 }
 
 static int
 s_setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    char err[512], dir[4096];
-    fx->url = ts_fresh_db("publication");
-    fx->db = db_new(fx->url, "pub-test");
-    assert_int_equal(db_connect(fx->db, 5000), 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    assert_true(bus_migrate(fx->db, PUB_SCHEMA, dir) >= 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/publication", ts_env("SX_TOP"));
-    if (db_migrate(fx->db, PUB_SCHEMA, dir) < 0)
-        fail_msg("db_migrate: %s", db_error(fx->db));
-    assert_int_equal(events_prepare(fx->db), 0);
-    assert_int_equal(workflow_prepare(fx->db), 0);
-    fx->cal = workday_load_default(err, sizeof err);
-    assert_non_null(fx->cal);
-    fx->app.cal = fx->cal;
-    fx->portal = portal_new(fx->url, "127.0.0.1", 0, err, sizeof err);
-    if (!fx->portal)
-        fail_msg("portal: %s", err);
+    pubfx_t *fx = pubfx_new("publication", "pub-test");
+    fx->at_ms = 1570000000000LL;
     *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    fx_t *fx = *state;
-    portal_destroy(&fx->portal);
-    db_destroy(&fx->db);
-    workday_destroy(&fx->cal);
-    free(fx->url);
-    free(fx);
     return 0;
 }
 
@@ -693,7 +523,7 @@ main(void)
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_statistics),
     };
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, pubfx_teardown);
     curl_global_cleanup();
     return rc;
 }

@@ -3,109 +3,14 @@
  * the issue names on /api/v1/statistics and on the Chinese HTML page with its SVG charts;
  * the same events delivered again count once; the report of a period is generated once,
  * stored and announced to the legal office, weak agencies first; the period-end timers. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-#include <cmocka.h>
-#include <curl/curl.h>
+#include "pubfx.h"
 
-#include "../../../services/publication/events.h"
-#include "../../../services/publication/portal.h"
-#include "../../../services/publication/stats.h"
-#include "../../../services/publication/workflow.h"
-#include "bus.h"
-#include "jsonmp.h"
-#include "tsupport.h"
-
-#define AGENCY   "11620200013926143G"
-#define AGENCY_B "11330400MB00000019"
-#define LEGAL    "11620200013926135M"
-#define ORG_USCC "91620200MA71234563"
-
-/* 2026-03-15 12:00 China time, in unix ms: the day review and recording events happen
- * unless a test says otherwise. */
-#define AT_MARCH 1773547200000LL
-
-#define S_EVENTS_MAX 128
-
-typedef struct {
-    char topic[128];
-    char json[2048];
-    int64_t at;
-} s_ev_t;
-
-typedef struct {
-    char *url;
-    db_t *db;
-    workday_t *cal;
-    publication_t app;
-    portal_t *portal;
-    s_ev_t fed[S_EVENTS_MAX]; /* every event handed in, to deliver them all again */
-    int nfed;
-} fx_t;
-
-/* Hands one event (data as JSON, envelope time at) to the handler of its stream in its own
- * transaction, as the bus subscriber does. */
-static void
-s_deliver(fx_t *fx, const char *topic, const char *json, int64_t at)
-{
-    msgpack_sbuffer data, env;
-    msgpack_sbuffer_init(&data);
-    msgpack_sbuffer_init(&env);
-    jsonmp_err_t jerr = {0};
-    if (jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr) != 0)
-        fail_msg("json: %s", jerr.reason);
-    bool stats = strncmp(topic, "review.", 7) == 0 || strncmp(topic, "record.", 7) == 0;
-    evmsg_header_t h = {1, 1, "intake", at, 1};
-    if (stats)
-        snprintf(h.src, sizeof h.src, "review");
-    evmsg_err_t err = {0};
-    assert_int_equal(evmsg_encode(&env, &h, data.data, data.size, &err), 0);
-    evmsg_t *msg = NULL;
-    assert_int_equal(evmsg_decode(env.data, env.size, &msg, &err), 0);
-    bus_event_t ev = {1, 1, at, 1, topic, msg};
-    assert_int_equal(db_begin(fx->db), 0);
-    if (stats)
-        assert_int_equal(events_handle_stats(fx->db, &ev, 1, &fx->app), 0);
-    else
-        assert_int_equal(events_handle(fx->db, &ev, 1, &fx->app), 0);
-    assert_int_equal(db_commit(fx->db), 0);
-    evmsg_destroy(&msg);
-    msgpack_sbuffer_destroy(&data);
-    msgpack_sbuffer_destroy(&env);
-}
+#define LEGAL "11620200013926135M"
 
 static void
-s_event_at(fx_t *fx, const char *topic, const char *json, int64_t at)
-{
-    assert_true(fx->nfed < S_EVENTS_MAX);
-    s_ev_t *e = &fx->fed[fx->nfed++];
-    snprintf(e->topic, sizeof e->topic, "%s", topic);
-    snprintf(e->json, sizeof e->json, "%s", json);
-    e->at = at;
-    s_deliver(fx, topic, json, at);
-}
-
-static void
-s_event(fx_t *fx, const char *topic, const char *json)
-{
-    s_event_at(fx, topic, json, AT_MARCH);
-}
-
-static const char *s_person = "{\"kind\":\"person\",\"name\":\"张三丰\",\"id_type\":\"idcard\","
-                              "\"id_no\":\"62020019800101001X\"}";
-static const char *s_org = "{\"kind\":\"org\",\"name\":\"嘉峪关某某商贸有限公司\","
-                           "\"id_type\":\"uscc\",\"id_no\":\"" ORG_USCC "\"}";
-
-static void
-s_opened(fx_t *fx, const char *agency, int id, const char *type, const char *party,
+s_opened(pubfx_t *fx, const char *agency, int id, const char *type, const char *party,
          const char *opened_on)
 {
     char topic[128], json[2048];
@@ -115,12 +20,12 @@ s_opened(fx_t *fx, const char *agency, int id, const char *type, const char *par
              "\"state\":\"open\",\"party\":%s,\"summary\":\"销售过期食品\","
              "\"opened_on\":\"%s\"}",
              id, id, type, party, opened_on);
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
 }
 
 static void
-s_decided(fx_t *fx, const char *agency, int id, const char *type, const char *day, const char *fine,
-          const char *confiscation, const char *circumstance)
+s_decided(pubfx_t *fx, const char *agency, int id, const char *type, const char *day,
+          const char *fine, const char *confiscation, const char *circumstance)
 {
     char topic[128], json[2048];
     snprintf(topic, sizeof topic, "case.decided.%s", agency);
@@ -133,33 +38,33 @@ s_decided(fx_t *fx, const char *agency, int id, const char *type, const char *da
              "\"circumstance\":%s%s%s}",
              id, id, type, id, day, fine, confiscation, circumstance[0] ? "\"" : "",
              circumstance[0] ? circumstance : "null", circumstance[0] ? "\"" : "");
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
 }
 
 static void
-s_proposed(fx_t *fx, int id, int version, bool requires)
+s_proposed(pubfx_t *fx, int id, int version, bool requires)
 {
     char json[512];
     snprintf(json, sizeof json,
              "{\"case_id\":%d,\"case_no\":\"C-%d\",\"type\":\"penalty\",\"matter_code\":\"M1\","
              "\"state\":\"proposed\",\"version\":%d,\"requires_review\":%s}",
              id, id, version, requires ? "true" : "false");
-    s_event(fx, "case.proposed." AGENCY, json);
+    pubfx_event(fx, "case.proposed." AGENCY, json);
 }
 
 static void
-s_review(fx_t *fx, const char *outcome, int id, int version)
+s_review(pubfx_t *fx, const char *outcome, int id, int version)
 {
     char topic[128], json[512];
     snprintf(topic, sizeof topic, "review.%s.%s", outcome, AGENCY);
     snprintf(json, sizeof json,
              "{\"case_id\":%d,\"proposal_version\":%d,\"opinion\":\"\",\"reviewer\":\"甘R001\"}",
              id, version);
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
 }
 
 static void
-s_gap(fx_t *fx, const char *event, int id, const char *stage, int64_t at)
+s_gap(pubfx_t *fx, const char *event, int id, const char *stage, int64_t at)
 {
     char topic[128], json[512];
     snprintf(topic, sizeof topic, "record.%s.%s", event, AGENCY);
@@ -167,128 +72,10 @@ s_gap(fx_t *fx, const char *event, int id, const char *stage, int64_t at)
              "{\"case_id\":%d,\"case_no\":\"C-%d\",\"matter_code\":\"M1\",\"stage\":\"%s\","
              "\"rule\":\"av_matter\",\"at\":%lld%s}",
              id, id, stage, (long long)at, strcmp(event, "gap_closed") == 0 ? ",\"n\":7" : "");
-    s_event(fx, topic, json);
-}
-
-static char *
-s_record(fx_t *fx, const char *agency, int case_id, char buf[24])
-{
-    char cid[16];
-    snprintf(cid, sizeof cid, "%d", case_id);
-    PGresult *r =
-        db_query(fx->db, "SELECT id FROM publication.record WHERE agency = $1 AND case_id = $2", 2,
-                 (const char *[]){agency, cid});
-    assert_non_null(r);
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(buf, 24, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return buf;
-}
-
-static void
-s_sql(fx_t *fx, const char *sql)
-{
-    PGresult *r = db_query(fx->db, sql, 0, NULL);
-    if (!r)
-        fail_msg("%s: %s", sql, db_error(fx->db));
-    PQclear(r);
-}
-
-static long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = db_query(fx->db, sql, 0, NULL);
-    assert_non_null(r);
-    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return n;
-}
-
-static void
-s_publish(fx_t *fx, const char *agency, int case_id)
-{
-    char id[24], st[16];
-    s_record(fx, agency, case_id, id);
-    char who[64];
-    snprintf(who, sizeof who, "dept:%s:publisher", agency);
-    assert_int_equal(db_begin(fx->db), 0);
-    assert_int_equal(workflow_publish(fx->db, id, agency, who, st), 0);
-    assert_int_equal(db_commit(fx->db), 0);
+    pubfx_event(fx, topic, json);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
-
-typedef struct {
-    long status;
-    char body[131072];
-    size_t len;
-    char etag[64];
-    char type[128];
-} s_resp_t;
-
-static size_t
-s_write(char *p, size_t size, size_t n, void *arg)
-{
-    s_resp_t *r = arg;
-    size_t len = size * n;
-    if (r->len + len < sizeof r->body - 1) {
-        memcpy(r->body + r->len, p, len);
-        r->len += len;
-        r->body[r->len] = '\0';
-    }
-    return len;
-}
-
-static size_t
-s_header(char *p, size_t size, size_t n, void *arg)
-{
-    s_resp_t *r = arg;
-    size_t len = size * n;
-    if (len > 6 && strncasecmp(p, "ETag: ", 6) == 0)
-        snprintf(r->etag, sizeof r->etag, "%.*s", (int)(len - 8), p + 6);
-    if (len > 14 && strncasecmp(p, "Content-Type: ", 14) == 0)
-        snprintf(r->type, sizeof r->type, "%.*s", (int)(len - 16), p + 14);
-    return len;
-}
-
-static void
-s_get(fx_t *fx, const char *path, const char *inm, s_resp_t *r)
-{
-    memset(r, 0, sizeof *r);
-    char url[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", portal_port(fx->portal), path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    if (inm) {
-        char line[128];
-        snprintf(line, sizeof line, "If-None-Match: %s", inm);
-        h = curl_slist_append(h, line);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-}
-
-static json_t *
-s_get_json(fx_t *fx, const char *path)
-{
-    s_resp_t *r = malloc(sizeof *r);
-    s_get(fx, path, NULL, r);
-    if (r->status != 200)
-        fail_msg("%s: %ld %s", path, r->status, r->body);
-    json_t *o = json_loads(r->body, 0, NULL);
-    assert_non_null(o);
-    free(r);
-    return o;
-}
 
 static json_int_t
 s_num(const json_t *o, const char *section, const char *field)
@@ -306,59 +93,60 @@ s_num(const json_t *o, const char *section, const char *field)
 
 /* The half-year fed in; test_half_year checks it, later tests reuse it. */
 static void
-s_feed_half_year(fx_t *fx)
+s_feed_half_year(pubfx_t *fx)
 {
-    s_event(fx, "registry.agency." AGENCY,
-            "{\"action\":\"put\",\"key\":\"" AGENCY "\",\"version\":1,\"entry\":{"
-            "\"agency\":\"" AGENCY "\",\"version\":1,\"name\":\"嘉峪关市市场监督管理局\","
-            "\"level\":\"city\",\"domain\":\"市场监管\",\"head_name\":\"李四\","
-            "\"head_title\":\"局长\"}}");
+    pubfx_event(fx, "registry.agency." AGENCY,
+                "{\"action\":\"put\",\"key\":\"" AGENCY "\",\"version\":1,\"entry\":{"
+                "\"agency\":\"" AGENCY "\",\"version\":1,\"name\":\"嘉峪关市市场监督管理局\","
+                "\"level\":\"city\",\"domain\":\"市场监管\",\"head_name\":\"李四\","
+                "\"head_title\":\"局长\"}}");
     /* Another agency whose name would break the page if it were not escaped. */
-    s_event(fx, "registry.agency." AGENCY_B,
-            "{\"action\":\"put\",\"key\":\"" AGENCY_B "\",\"version\":1,\"entry\":{"
-            "\"agency\":\"" AGENCY_B "\",\"version\":1,\"name\":\"<script>alert(1)</script>局\","
-            "\"level\":\"city\",\"domain\":\"交通\",\"head_name\":\"王五\","
-            "\"head_title\":\"局长\"}}");
+    pubfx_event(fx, "registry.agency." AGENCY_B,
+                "{\"action\":\"put\",\"key\":\"" AGENCY_B "\",\"version\":1,\"entry\":{"
+                "\"agency\":\"" AGENCY_B
+                "\",\"version\":1,\"name\":\"<script>alert(1)</script>局\","
+                "\"level\":\"city\",\"domain\":\"交通\",\"head_name\":\"王五\","
+                "\"head_title\":\"局长\"}}");
     /* 1: a penalty published on time; 2: a penalty published late; 3: a licence never
      * published (overdue); 4: a coercion rejected; 5: a 轻微 penalty (exempt); 6: a
      * penalty published, then revoked (withdrawn); 7: an inspection opened, undecided;
      * 8: opened after the half-year. */
-    s_opened(fx, AGENCY, 1, "penalty", s_org, "2026-02-02");
+    s_opened(fx, AGENCY, 1, "penalty", PUBFX_ORG, "2026-02-02");
     s_decided(fx, AGENCY, 1, "penalty", "2026-02-10", "0.2", "0", "general");
-    s_opened(fx, AGENCY, 2, "penalty", s_person, "2026-02-20");
+    s_opened(fx, AGENCY, 2, "penalty", PUBFX_PERSON, "2026-02-20");
     s_decided(fx, AGENCY, 2, "penalty", "2026-03-02", "1.5", "0.3", "serious");
-    s_opened(fx, AGENCY, 3, "licence", s_org, "2026-03-20");
+    s_opened(fx, AGENCY, 3, "licence", PUBFX_ORG, "2026-03-20");
     s_decided(fx, AGENCY, 3, "licence", "2026-04-01", "0", "0", "");
-    s_opened(fx, AGENCY, 4, "coercion", s_org, "2026-04-10");
+    s_opened(fx, AGENCY, 4, "coercion", PUBFX_ORG, "2026-04-10");
     s_decided(fx, AGENCY, 4, "coercion", "2026-05-05", "0", "0", "");
-    s_opened(fx, AGENCY, 5, "penalty", s_person, "2026-04-20");
+    s_opened(fx, AGENCY, 5, "penalty", PUBFX_PERSON, "2026-04-20");
     s_decided(fx, AGENCY, 5, "penalty", "2026-05-06", "0.05", "0", "minor");
-    s_opened(fx, AGENCY, 6, "penalty", s_org, "2026-05-10");
+    s_opened(fx, AGENCY, 6, "penalty", PUBFX_ORG, "2026-05-10");
     s_decided(fx, AGENCY, 6, "penalty", "2026-06-01", "2", "0", "general");
-    s_opened(fx, AGENCY, 7, "inspection", s_org, "2026-06-25");
-    s_opened(fx, AGENCY, 8, "penalty", s_org, "2026-07-02");
-    s_opened(fx, AGENCY_B, 1, "penalty", s_org, "2026-02-02");
+    s_opened(fx, AGENCY, 7, "inspection", PUBFX_ORG, "2026-06-25");
+    s_opened(fx, AGENCY, 8, "penalty", PUBFX_ORG, "2026-07-02");
+    s_opened(fx, AGENCY_B, 1, "penalty", PUBFX_ORG, "2026-02-02");
     s_decided(fx, AGENCY_B, 1, "penalty", "2026-02-03", "9", "0", "general");
 
-    s_publish(fx, AGENCY, 1);
-    s_publish(fx, AGENCY, 2);
-    s_publish(fx, AGENCY, 6);
+    pubfx_publish(fx, AGENCY, 1);
+    pubfx_publish(fx, AGENCY, 2);
+    pubfx_publish(fx, AGENCY, 6);
     /* Time cannot be rewound for the publisher: the on-time one was approved the day after
      * its decision, as if the approval had come then. */
-    s_sql(fx, "UPDATE publication.record SET published_at = '2026-02-11 10:00+08' "
-              "WHERE agency = '" AGENCY "' AND case_id = 1");
+    pubfx_sql(fx, "UPDATE publication.record SET published_at = '2026-02-11 10:00+08' "
+                  "WHERE agency = '" AGENCY "' AND case_id = 1");
     char id[24], st[16];
-    assert_int_equal(workflow_fire(fx->db, WORKFLOW_TIMER_DUE, s_record(fx, AGENCY, 3, id)), 0);
-    assert_int_equal(workflow_reject(fx->db, s_record(fx, AGENCY, 4, id), AGENCY,
+    assert_int_equal(workflow_fire(fx->db, WORKFLOW_TIMER_DUE, pubfx_record(fx, AGENCY, 3, id)), 0);
+    assert_int_equal(workflow_reject(fx->db, pubfx_record(fx, AGENCY, 4, id), AGENCY,
                                      "dept:" AGENCY ":publisher", "当事人信息未脱敏", st),
                      0);
-    s_event(fx, "case.revoked." AGENCY,
-            "{\"case_id\":6,\"case_no\":\"C-6\",\"type\":\"penalty\",\"matter_code\":\"M1\","
-            "\"state\":\"revoked\",\"kind\":\"change\",\"reason\":\"复议变更\","
-            "\"revoked_on\":\"2026-06-20\",\"decision_no\":\"嘉罚〔2026〕6号\",\"version\":1}");
-    s_event(fx, "case.deadline.overdue." AGENCY,
-            "{\"case_id\":3,\"case_no\":\"C-3\",\"type\":\"licence\",\"matter_code\":\"M1\","
-            "\"deadline\":\"2026-03-31\"}");
+    pubfx_event(fx, "case.revoked." AGENCY,
+                "{\"case_id\":6,\"case_no\":\"C-6\",\"type\":\"penalty\",\"matter_code\":\"M1\","
+                "\"state\":\"revoked\",\"kind\":\"change\",\"reason\":\"复议变更\","
+                "\"revoked_on\":\"2026-06-20\",\"decision_no\":\"嘉罚〔2026〕6号\",\"version\":1}");
+    pubfx_event(fx, "case.deadline.overdue." AGENCY,
+                "{\"case_id\":3,\"case_no\":\"C-3\",\"type\":\"licence\",\"matter_code\":\"M1\","
+                "\"deadline\":\"2026-03-31\"}");
 
     /* Reviews: case 1 v1 not required; case 2 v1 returned, v2 approved; case 6 v1 went
      * overdue, was escalated, then referred. */
@@ -387,9 +175,9 @@ s_feed_half_year(fx_t *fx)
 static void
 test_half_year(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     s_feed_half_year(fx);
-    json_t *o = s_get_json(fx, H1);
+    json_t *o = pubfx_get_json(fx, H1);
     assert_string_equal(json_string_value(json_object_get(json_object_get(o, "agency"), "name")),
                         "嘉峪关市市场监督管理局");
     assert_string_equal(json_string_value(json_object_get(json_object_get(o, "period"), "from")),
@@ -454,7 +242,7 @@ test_half_year(void **state)
     json_decref(o);
 
     /* The other agency's figures are its own. */
-    o = s_get_json(fx, "/api/v1/statistics?agency=" AGENCY_B "&year=2026&half=1");
+    o = pubfx_get_json(fx, "/api/v1/statistics?agency=" AGENCY_B "&year=2026&half=1");
     assert_int_equal(s_num(o, "publication", "decisions"), 1);
     assert_string_equal(json_string_value(json_object_get(o, "fines")), "9");
     assert_int_equal(s_num(o, "reviews", "approved"), 0);
@@ -462,8 +250,8 @@ test_half_year(void **state)
 
     /* The second half-year has not ended: the public API refuses it; the figures so far
      * (what the legal office's rpc reads) hold what happened in July only. */
-    s_resp_t *r = malloc(sizeof *r);
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2026&half=2", NULL, r);
+    pubfx_resp_t *r = malloc(sizeof *r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2026&half=2", NULL, r);
     assert_int_equal(r->status, 400);
     assert_non_null(strstr(r->body, "not ended"));
     free(r);
@@ -479,22 +267,22 @@ test_half_year(void **state)
 static void
 test_redelivery_counts_once(void **state)
 {
-    fx_t *fx = *state;
-    s_resp_t *before = malloc(sizeof *before), *after = malloc(sizeof *after);
-    s_get(fx, H1, NULL, before);
+    pubfx_t *fx = *state;
+    pubfx_resp_t *before = malloc(sizeof *before), *after = malloc(sizeof *after);
+    pubfx_get(fx, H1, NULL, before);
     assert_int_equal(before->status, 200);
     /* Every event again, as after a crash or a cursor reset. */
     int n = fx->nfed;
     for (int i = 0; i < n; i++)
-        s_deliver(fx, fx->fed[i].topic, fx->fed[i].json, fx->fed[i].at);
-    s_get(fx, H1, NULL, after);
+        pubfx_deliver(fx, fx->fed[i].topic, fx->fed[i].json, fx->fed[i].at);
+    pubfx_get(fx, H1, NULL, after);
     assert_int_equal(after->status, 200);
     assert_string_equal(after->body, before->body);
     /* ... even when a replayed event arrives on another day (the first day stays). */
-    s_deliver(fx, "review.approved." AGENCY,
-              "{\"case_id\":2,\"proposal_version\":2,\"opinion\":\"\",\"reviewer\":\"甘R001\"}",
-              1783310400000LL);
-    s_get(fx, H1, NULL, after);
+    pubfx_deliver(fx, "review.approved." AGENCY,
+                  "{\"case_id\":2,\"proposal_version\":2,\"opinion\":\"\",\"reviewer\":\"甘R001\"}",
+                  1783310400000LL);
+    pubfx_get(fx, H1, NULL, after);
     assert_string_equal(after->body, before->body);
     free(before);
     free(after);
@@ -503,9 +291,9 @@ test_redelivery_counts_once(void **state)
 static void
 test_html_page(void **state)
 {
-    fx_t *fx = *state;
-    s_resp_t *r = malloc(sizeof *r), *r2 = malloc(sizeof *r2);
-    s_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=1", NULL, r);
+    pubfx_t *fx = *state;
+    pubfx_resp_t *r = malloc(sizeof *r), *r2 = malloc(sizeof *r2);
+    pubfx_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=1", NULL, r);
     assert_int_equal(r->status, 200);
     assert_string_equal(r->type, "text/html; charset=utf-8");
     assert_non_null(strstr(r->body, "<html lang=\"zh-CN\">"));
@@ -525,33 +313,33 @@ test_html_page(void **state)
     assert_non_null(strstr(r->body, "音像记录"));
     /* ETag and 304. */
     assert_true(r->etag[0] == '"');
-    s_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=1", r->etag, r2);
+    pubfx_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=1", r->etag, r2);
     assert_int_equal(r2->status, 304);
 
     /* A hostile agency name is shown as text. */
-    s_get(fx, "/statistics?agency=" AGENCY_B "&year=2026&half=1", NULL, r);
+    pubfx_get(fx, "/statistics?agency=" AGENCY_B "&year=2026&half=1", NULL, r);
     assert_int_equal(r->status, 200);
     assert_null(strstr(r->body, "<script"));
     assert_non_null(strstr(r->body, "&lt;script&gt;alert(1)&lt;/script&gt;局"));
 
     /* Bad parameters: 400 naming them, as HTML here and as JSON on the API. */
-    s_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=3", NULL, r);
+    pubfx_get(fx, "/statistics?agency=" AGENCY "&year=2026&half=3", NULL, r);
     assert_int_equal(r->status, 400);
     assert_non_null(strstr(r->body, "半年度（half）"));
-    s_get(fx, "/statistics?agency=%3Cscript%3E&year=2026", NULL, r);
+    pubfx_get(fx, "/statistics?agency=%3Cscript%3E&year=2026", NULL, r);
     assert_int_equal(r->status, 400);
     assert_null(strstr(r->body, "<script"));
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2099", NULL, r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2099", NULL, r);
     assert_int_equal(r->status, 400);
     assert_non_null(strstr(r->body, "\"parameter\":\"year\""));
-    s_get(fx, "/api/v1/statistics?year=2026", NULL, r);
+    pubfx_get(fx, "/api/v1/statistics?year=2026", NULL, r);
     assert_int_equal(r->status, 400);
     assert_non_null(strstr(r->body, "\"parameter\":\"agency\""));
-    s_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2026&x=1", NULL, r);
+    pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2026&x=1", NULL, r);
     assert_int_equal(r->status, 400);
 
     /* /statistics alone: every agency with its closed periods (today is after June). */
-    s_get(fx, "/statistics", NULL, r);
+    pubfx_get(fx, "/statistics", NULL, r);
     assert_int_equal(r->status, 200);
     assert_non_null(strstr(r->body, "嘉峪关市市场监督管理局"));
     assert_non_null(strstr(r->body, "&lt;script&gt;"));
@@ -568,13 +356,13 @@ test_html_page(void **state)
 static void
 test_generation(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     assert_int_equal(stats_generate(fx->db, "2026H1", LEGAL), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.stat_report "
-                                 "WHERE period = '2026H1'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.stat_report "
+                                     "WHERE period = '2026H1'"),
                      2);
-    assert_int_equal(s_count(fx, "SELECT agencies FROM publication.stat_run "
-                                 "WHERE period = '2026H1'"),
+    assert_int_equal(pubfx_count(fx, "SELECT agencies FROM publication.stat_run "
+                                     "WHERE period = '2026H1'"),
                      2);
     /* The stored report is the figures the API shows; due Jul 10. */
     PGresult *r = db_query(fx->db,
@@ -588,18 +376,19 @@ test_generation(void **state)
     PQclear(r);
     /* Announced: one event per agency, and the city's report to the legal office with the
      * weakest agency first. */
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                 "'publication.statistics." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                     "'publication.statistics." AGENCY "'"),
                      1);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                 "'publication.statistics." AGENCY_B "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                     "'publication.statistics." AGENCY_B "'"),
                      1);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                 "'publication.report." LEGAL "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                     "'publication.report." LEGAL "'"),
                      1);
     /* Once: a second firing (another instance, a redelivered timer) changes nothing. */
     assert_int_equal(stats_generate(fx->db, "2026H1", LEGAL), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic LIKE "
+    assert_int_equal(pubfx_count(fx,
+                                 "SELECT count(*) FROM publication.outbox WHERE topic LIKE "
                                  "'publication.statistics.%' OR topic LIKE 'publication.report.%'"),
                      3);
     /* A malformed key is ignored. */
@@ -609,7 +398,7 @@ test_generation(void **state)
 
 /* The data of the latest outbox event on topic, as JSON text (the caller frees it). */
 static char *
-s_outbox_json(fx_t *fx, const char *topic)
+s_outbox_json(pubfx_t *fx, const char *topic)
 {
     PGresult *r = db_query(fx->db,
                            "SELECT encode(data, 'hex') FROM publication.outbox "
@@ -637,7 +426,7 @@ s_outbox_json(fx_t *fx, const char *topic)
 static void
 test_city_report_order(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     /* The city event's data (msgpack in the outbox), decoded as the legal office would. */
     char *text = s_outbox_json(fx, "publication.report." LEGAL);
     json_t *o = json_loads(text, 0, NULL);
@@ -659,7 +448,7 @@ test_city_report_order(void **state)
 static void
 test_period_timers(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     (void)fx;
     char err[256];
     timers_t *t = timers_new(ts_env("SX_REDIS_URL"), "pubstatstest", err, sizeof err);
@@ -709,13 +498,13 @@ test_period_timers(void **state)
 static void
 test_city_report_bounded(void **state)
 {
-    fx_t *fx = *state;
-    s_sql(fx, "INSERT INTO publication.agency (code, name, version) "
-              "SELECT '916202000000' || lpad(i::text, 6, '0'), repeat('某', 200), 1 "
-              "FROM generate_series(1, 300) AS i");
+    pubfx_t *fx = *state;
+    pubfx_sql(fx, "INSERT INTO publication.agency (code, name, version) "
+                  "SELECT '916202000000' || lpad(i::text, 6, '0'), repeat('某', 200), 1 "
+                  "FROM generate_series(1, 300) AS i");
     assert_int_equal(stats_generate(fx->db, "2025", LEGAL), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.stat_report "
-                                 "WHERE period = '2025'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.stat_report "
+                                     "WHERE period = '2025'"),
                      302);
     char *text = s_outbox_json(fx, "publication.report." LEGAL);
     assert_true(strlen(text) < 65536);
@@ -753,39 +542,9 @@ test_periods(void **state)
 static int
 s_setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    char err[512], dir[4096];
-    fx->url = ts_fresh_db("pubstats");
-    fx->db = db_new(fx->url, "pub-stats-test");
-    assert_int_equal(db_connect(fx->db, 5000), 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    assert_true(bus_migrate(fx->db, PUB_SCHEMA, dir) >= 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/publication", ts_env("SX_TOP"));
-    if (db_migrate(fx->db, PUB_SCHEMA, dir) < 0)
-        fail_msg("db_migrate: %s", db_error(fx->db));
-    assert_int_equal(events_prepare(fx->db), 0);
-    assert_int_equal(events_prepare_stats(fx->db), 0);
-    assert_int_equal(workflow_prepare(fx->db), 0);
-    assert_int_equal(stats_prepare(fx->db), 0);
-    fx->cal = workday_load_default(err, sizeof err);
-    assert_non_null(fx->cal);
-    fx->app.cal = fx->cal;
-    fx->portal = portal_new(fx->url, "127.0.0.1", 0, err, sizeof err);
-    if (!fx->portal)
-        fail_msg("portal: %s", err);
+    pubfx_t *fx = pubfx_new("pubstats", "pub-stats-test");
+    fx->keep = true; /* test_redelivery_counts_once delivers them all again */
     *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    fx_t *fx = *state;
-    portal_destroy(&fx->portal);
-    db_destroy(&fx->db);
-    workday_destroy(&fx->cal);
-    free(fx->url);
-    free(fx);
     return 0;
 }
 
@@ -803,7 +562,7 @@ main(void)
         cmocka_unit_test(test_period_timers),
         cmocka_unit_test(test_city_report_bounded),
     };
-    int rc = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int rc = cmocka_run_group_tests(tests, s_setup, pubfx_teardown);
     curl_global_cleanup();
     return rc;
 }

@@ -3,64 +3,13 @@
  * the correction (its 双公示 fields too), on its original deadline; only a rejected record
  * of one's own agency can be resubmitted; an agency that sets publish_minor has its 轻微
  * penalties drafted and published, the others' stay exempt. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-#include "../../../services/publication/events.h"
-#include "../../../services/publication/portal.h"
-#include "../../../services/publication/stats.h"
-#include "../../../services/publication/workflow.h"
-#include "bus.h"
-#include "jsonmp.h"
+#include "pubfx.h"
 #include "tproc.h"
-#include "tsupport.h"
 
-#define AGENCY    "11620200013926143G"
-#define AGENCY_B  "11330400MB00000019"
-#define ORG_USCC  "91620200MA71234563"
 #define PUBLISHER "dept:" AGENCY ":publisher"
 
-typedef struct {
-    char *url;
-    db_t *db;
-    workday_t *cal;
-    publication_t app;
-    portal_t *portal;
-} fx_t;
-
 static void
-s_event(fx_t *fx, const char *topic, const char *json)
-{
-    msgpack_sbuffer data, env;
-    msgpack_sbuffer_init(&data);
-    msgpack_sbuffer_init(&env);
-    jsonmp_err_t jerr = {0};
-    if (jsonmp_from_json(json, strlen(json), "data", 2, &data, &jerr) != 0)
-        fail_msg("json: %s", jerr.reason);
-    evmsg_header_t h = {1, 1, "intake", 1773547200000LL, 1};
-    evmsg_err_t err = {0};
-    assert_int_equal(evmsg_encode(&env, &h, data.data, data.size, &err), 0);
-    evmsg_t *msg = NULL;
-    assert_int_equal(evmsg_decode(env.data, env.size, &msg, &err), 0);
-    bus_event_t ev = {1, 1, 1773547200000LL, 1, topic, msg};
-    assert_int_equal(db_begin(fx->db), 0);
-    assert_int_equal(events_handle(fx->db, &ev, 1, &fx->app), 0);
-    assert_int_equal(db_commit(fx->db), 0);
-    evmsg_destroy(&msg);
-    msgpack_sbuffer_destroy(&data);
-    msgpack_sbuffer_destroy(&env);
-}
-
-static void
-s_case(fx_t *fx, const char *agency, int id, const char *type, const char *circumstance)
+s_case(pubfx_t *fx, const char *agency, int id, const char *type, const char *circumstance)
 {
     char topic[128], json[2048];
     snprintf(topic, sizeof topic, "case.opened.%s", agency);
@@ -70,7 +19,7 @@ s_case(fx_t *fx, const char *agency, int id, const char *type, const char *circu
              "\"id_type\":\"uscc\",\"id_no\":\"" ORG_USCC "\"},\"summary\":null,"
              "\"opened_on\":\"2026-11-02\"}",
              id, id, type);
-    s_event(fx, topic, json);
+    pubfx_event(fx, topic, json);
     snprintf(topic, sizeof topic, "case.decided.%s", agency);
     snprintf(json, sizeof json,
              "{\"case_id\":%d,\"case_no\":\"C-%d\",\"type\":\"%s\",\"matter_code\":\"M1\","
@@ -80,54 +29,17 @@ s_case(fx_t *fx, const char *agency, int id, const char *type, const char *circu
              "\"confiscation\":\"0\",\"legal_basis\":\"《食品安全法》第一百二十四条\","
              "\"violation_code\":null,\"circumstance\":\"%s\"}",
              id, id, type, id, circumstance);
-    s_event(fx, topic, json);
-}
-
-static char *
-s_record(fx_t *fx, const char *agency, int case_id, char buf[24])
-{
-    char cid[16];
-    snprintf(cid, sizeof cid, "%d", case_id);
-    PGresult *r =
-        db_query(fx->db, "SELECT id FROM publication.record WHERE agency = $1 AND case_id = $2", 2,
-                 (const char *[]){agency, cid});
-    assert_non_null(r);
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(buf, 24, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return buf;
-}
-
-/* One row of one column of a query with the record id as $1. */
-static void
-s_value(fx_t *fx, const char *sql, const char *id, char *out, size_t len)
-{
-    PGresult *r = db_query(fx->db, sql, 1, (const char *[]){id});
-    if (!r)
-        fail_msg("%s: %s", sql, db_error(fx->db));
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-}
-
-static long
-s_count(fx_t *fx, const char *sql)
-{
-    PGresult *r = db_query(fx->db, sql, 0, NULL);
-    assert_non_null(r);
-    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return n;
+    pubfx_event(fx, topic, json);
 }
 
 static void
 test_redraft_after_reject(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     s_case(fx, AGENCY, 1, "penalty", "general");
     char id[24], st[16], v[256], path[64], buf[16384];
-    s_record(fx, AGENCY, 1, id);
-    s_value(fx, "SELECT due_on::text FROM publication.record WHERE id = $1", id, v, sizeof v);
+    pubfx_record(fx, AGENCY, 1, id);
+    pubfx_value(fx, "SELECT due_on::text FROM publication.record WHERE id = $1", id, v, sizeof v);
     assert_string_equal(v, "2026-12-01"); /* 7 working days after 2026-11-20 */
 
     /* A draft cannot be resubmitted: it is not rejected. */
@@ -154,20 +66,20 @@ test_redraft_after_reject(void **state)
     assert_int_equal(workflow_resubmit(fx->db, id, AGENCY, "dept:" AGENCY ":system", &fix2, st), 0);
     assert_int_equal(db_commit(fx->db), 0);
     assert_string_equal(st, "draft");
-    s_value(fx,
-            "SELECT state || ' ' || due_on || ' ' || resubmissions || ' ' || rejections || ' ' "
-            "|| armed FROM publication.record WHERE id = $1",
-            id, v, sizeof v);
+    pubfx_value(fx,
+                "SELECT state || ' ' || due_on || ' ' || resubmissions || ' ' || rejections || ' ' "
+                "|| armed FROM publication.record WHERE id = $1",
+                id, v, sizeof v);
     assert_string_equal(v, "draft 2026-12-01 1 1 false");
-    s_value(fx,
-            "SELECT body->>'conclusion' || '|' || (body->'sgs'->>'CF_NR') || '|' || "
-            "(body->'sgs'->>'CF_YJ') || '|' || (body->>'legal_basis') FROM publication.record "
-            "WHERE id = $1",
-            id, v, sizeof v);
+    pubfx_value(fx,
+                "SELECT body->>'conclusion' || '|' || (body->'sgs'->>'CF_NR') || '|' || "
+                "(body->'sgs'->>'CF_YJ') || '|' || (body->>'legal_basis') FROM publication.record "
+                "WHERE id = $1",
+                id, v, sizeof v);
     assert_string_equal(v, "罚款2000元|罚款2000元|《中华人民共和国食品安全法》第一百二十四条第一款|"
                            "《中华人民共和国食品安全法》第一百二十四条第一款");
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                 "'publication.resubmitted." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                     "'publication.resubmitted." AGENCY "'"),
                      1);
     /* A resubmitted record is not resubmitted twice. */
     assert_int_equal(db_begin(fx->db), 0);
@@ -197,10 +109,10 @@ test_redraft_after_reject(void **state)
 static void
 test_redraft_rearms_timers(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     s_case(fx, AGENCY, 2, "licence", "general");
     char id[24], st[16], err[256];
-    s_record(fx, AGENCY, 2, id);
+    pubfx_record(fx, AGENCY, 2, id);
     timers_t *t = timers_new(ts_env("SX_REDIS_URL"), "pubredrafttest", err, sizeof err);
     assert_non_null(t);
     assert_true(workflow_arm_new(fx->db, t) >= 1);
@@ -210,17 +122,17 @@ test_redraft_rearms_timers(void **state)
     assert_int_equal(workflow_resubmit(fx->db, id, AGENCY, "dept:" AGENCY ":officer", &fix, st), 0);
     assert_int_equal(db_commit(fx->db), 0);
     char v[256];
-    s_value(fx,
-            "SELECT body->>'category' || '|' || (body->'sgs'->>'XK_XKLB') || '|' || armed "
-            "FROM publication.record WHERE id = $1",
-            id, v, sizeof v);
+    pubfx_value(fx,
+                "SELECT body->>'category' || '|' || (body->'sgs'->>'XK_XKLB') || '|' || armed "
+                "FROM publication.record WHERE id = $1",
+                id, v, sizeof v);
     assert_string_equal(v, "特许|02|false");
     /* The resubmitted draft's timers are armed again; the deadline fires as for any draft. */
     assert_true(workflow_arm_new(fx->db, t) >= 1);
-    s_value(fx, "SELECT armed::text FROM publication.record WHERE id = $1", id, v, sizeof v);
+    pubfx_value(fx, "SELECT armed::text FROM publication.record WHERE id = $1", id, v, sizeof v);
     assert_string_equal(v, "true");
     assert_int_equal(workflow_fire(fx->db, WORKFLOW_TIMER_DUE, id), 0);
-    s_value(fx, "SELECT overdue::text FROM publication.record WHERE id = $1", id, v, sizeof v);
+    pubfx_value(fx, "SELECT overdue::text FROM publication.record WHERE id = $1", id, v, sizeof v);
     assert_string_equal(v, "true");
     timer_fired_t f[16];
     int n = timer_claim_due(t, workflow_day_ms(date_from_ymd(2030, 1, 1)), f, 16);
@@ -232,29 +144,29 @@ test_redraft_rearms_timers(void **state)
 static void
 test_publish_minor_switch(void **state)
 {
-    fx_t *fx = *state;
+    pubfx_t *fx = *state;
     char id[24], st[16], v[256];
     /* By default a 轻微 penalty is kept exempt (信用修复管理办法). */
     s_case(fx, AGENCY, 10, "penalty", "minor");
-    s_value(fx, "SELECT state FROM publication.record WHERE id = $1", s_record(fx, AGENCY, 10, id),
-            v, sizeof v);
+    pubfx_value(fx, "SELECT state FROM publication.record WHERE id = $1",
+                pubfx_record(fx, AGENCY, 10, id), v, sizeof v);
     assert_string_equal(v, "exempt");
     /* The agency sets otherwise. */
     assert_int_equal(db_begin(fx->db), 0);
     assert_int_equal(workflow_settings(fx->db, AGENCY, "dept:" AGENCY ":system", true), 0);
     assert_int_equal(db_commit(fx->db), 0);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
-                                 "'publication.settings." AGENCY "'"),
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.outbox WHERE topic = "
+                                     "'publication.settings." AGENCY "'"),
                      1);
     s_case(fx, AGENCY, 11, "penalty", "minor");
     s_case(fx, AGENCY_B, 11, "penalty", "minor"); /* another agency: still exempt */
-    s_value(fx, "SELECT state FROM publication.record WHERE id = $1", s_record(fx, AGENCY, 11, id),
-            v, sizeof v);
+    pubfx_value(fx, "SELECT state FROM publication.record WHERE id = $1",
+                pubfx_record(fx, AGENCY, 11, id), v, sizeof v);
     assert_string_equal(v, "draft");
-    s_value(fx,
-            "SELECT (body->'sgs'->>'CF_GSJZQ') || ' ' || expires_on FROM publication.record "
-            "WHERE id = $1",
-            id, v, sizeof v);
+    pubfx_value(fx,
+                "SELECT (body->'sgs'->>'CF_GSJZQ') || ' ' || expires_on FROM publication.record "
+                "WHERE id = $1",
+                id, v, sizeof v);
     assert_string_equal(v, "2027/02/20 2027-02-20"); /* 轻微: at most 3 months */
     assert_int_equal(db_begin(fx->db), 0);
     assert_int_equal(workflow_publish(fx->db, id, AGENCY, PUBLISHER, st), 0);
@@ -262,57 +174,26 @@ test_publish_minor_switch(void **state)
     char path[64], buf[16384];
     snprintf(path, sizeof path, "/api/v1/decisions/%s", id);
     assert_int_equal(tp_http_get(portal_port(fx->portal), path, buf, sizeof buf), 200);
-    s_value(fx, "SELECT state FROM publication.record WHERE id = $1",
-            s_record(fx, AGENCY_B, 11, id), v, sizeof v);
+    pubfx_value(fx, "SELECT state FROM publication.record WHERE id = $1",
+                pubfx_record(fx, AGENCY_B, 11, id), v, sizeof v);
     assert_string_equal(v, "exempt");
     /* The earlier one stays exempt; switched off, the next one is exempt again. */
-    s_value(fx, "SELECT state FROM publication.record WHERE id = $1", s_record(fx, AGENCY, 10, id),
-            v, sizeof v);
+    pubfx_value(fx, "SELECT state FROM publication.record WHERE id = $1",
+                pubfx_record(fx, AGENCY, 10, id), v, sizeof v);
     assert_string_equal(v, "exempt");
     assert_int_equal(db_begin(fx->db), 0);
     assert_int_equal(workflow_settings(fx->db, AGENCY, "dept:" AGENCY ":system", false), 0);
     assert_int_equal(db_commit(fx->db), 0);
     s_case(fx, AGENCY, 12, "penalty", "minor");
-    s_value(fx, "SELECT state FROM publication.record WHERE id = $1", s_record(fx, AGENCY, 12, id),
-            v, sizeof v);
+    pubfx_value(fx, "SELECT state FROM publication.record WHERE id = $1",
+                pubfx_record(fx, AGENCY, 12, id), v, sizeof v);
     assert_string_equal(v, "exempt");
 }
 
 static int
 s_setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof *fx);
-    char err[512], dir[4096];
-    fx->url = ts_fresh_db("pubredraft");
-    fx->db = db_new(fx->url, "pub-redraft-test");
-    assert_int_equal(db_connect(fx->db, 5000), 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/bus", ts_env("SX_TOP"));
-    assert_true(bus_migrate(fx->db, PUB_SCHEMA, dir) >= 0);
-    snprintf(dir, sizeof dir, "%s/schemas/sql/publication", ts_env("SX_TOP"));
-    if (db_migrate(fx->db, PUB_SCHEMA, dir) < 0)
-        fail_msg("db_migrate: %s", db_error(fx->db));
-    assert_int_equal(events_prepare(fx->db), 0);
-    assert_int_equal(workflow_prepare(fx->db), 0);
-    assert_int_equal(stats_prepare(fx->db), 0);
-    fx->cal = workday_load_default(err, sizeof err);
-    assert_non_null(fx->cal);
-    fx->app.cal = fx->cal;
-    fx->portal = portal_new(fx->url, "127.0.0.1", 0, err, sizeof err);
-    if (!fx->portal)
-        fail_msg("portal: %s", err);
-    *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    fx_t *fx = *state;
-    portal_destroy(&fx->portal);
-    db_destroy(&fx->db);
-    workday_destroy(&fx->cal);
-    free(fx->url);
-    free(fx);
+    *state = pubfx_new("pubredraft", "pub-redraft-test");
     return 0;
 }
 
@@ -324,5 +205,5 @@ main(void)
         cmocka_unit_test(test_redraft_rearms_timers),
         cmocka_unit_test(test_publish_minor_switch),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return cmocka_run_group_tests(tests, s_setup, pubfx_teardown);
 }
