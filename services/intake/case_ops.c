@@ -775,7 +775,7 @@ s_emit(db_t *db, s_batch_t *b)
     for (size_t off = 0; off < k && rc == 0; off += BUS_BATCH_MAX) {
         size_t m = k - off < BUS_BATCH_MAX ? k - off : BUS_BATCH_MAX;
         evmsg_err_t err = {{0}, {0}};
-        rc = bus_emit_batch(db, INTAKE_SCHEMA, ev + off, m, &err);
+        rc = bus_emit_batch_seq(db, INTAKE_SCHEMA, ev + off, m, &err);
         if (rc < 0)
             log_error("case_ops: events not written", "reason=%s path=%s db=%s", err.reason,
                       err.path, db_error(db));
