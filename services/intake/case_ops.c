@@ -533,6 +533,9 @@ s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
                 if (memcmp(PQgetvalue(r, j, 0), it->agency, EVMSG_AGENCY_LEN) == 0 &&
                     strcmp(PQgetvalue(r, j, 1), it->officers[k]) == 0)
                     row = j;
+            if (row >= 0 && s_getbool(r, row, 2) && day >= s_getdate(r, row, 3) &&
+                day <= s_getdate(r, row, 4))
+                continue; /* the usual case: nothing to format */
             char field[40], en[240], zh[240], b1[11], b2[11], b3[11];
             snprintf(field, sizeof field, "body.officers[%zu]", k);
             int cn = (int)strlen(it->officers[k]);
@@ -936,8 +939,10 @@ static const char s_open_sql[] =
     "   $14::text[], $15::date[], $16::text[])"
     "   WITH ORDINALITY AS u(id, agency, case_no, type, matter_code, mv, pk, pn, pt, pi, summary,"
     "                        on_site, act_date, officers, opened_on, opener, i)"
+    " LEFT JOIN LATERAL (SELECT 1 AS taken FROM intake.cases c"
+    "   WHERE c.agency = u.agency::char(18) AND c.case_no = u.case_no LIMIT 1) x ON true"
+    " WHERE x.taken IS NULL"
     " ORDER BY u.i"
-    " ON CONFLICT (agency, case_no) DO NOTHING"
     " RETURNING id, agency),"
     " dl AS (INSERT INTO intake.case_deadline (case_id, agency, due, warn_on, uncovered)"
     "  SELECT ins.id, ins.agency, d.due, d.warn, d.unc FROM ins"
@@ -950,6 +955,52 @@ s_cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* An item's (agency, case_no), for finding repeats within a batch. */
+typedef struct {
+    const char *agency, *case_no;
+    size_t i;
+} s_case_key_t;
+
+static int
+s_cmp_case_key(const void *a, const void *b)
+{
+    const s_case_key_t *x = a, *y = b;
+    int c = memcmp(x->agency, y->agency, EVMSG_AGENCY_LEN);
+    if (c == 0)
+        c = strcmp(x->case_no, y->case_no);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static void
+s_fail_case_exists(s_item_t *it)
+{
+    char en[200], zh[200];
+    snprintf(en, sizeof en, "case_no %s is already used by a case of this agency", it->case_no);
+    snprintf(zh, sizeof zh, "本机关已有案件编号为%s的案件", it->case_no);
+    s_fail(it, "case_exists", "body.case_no", zh, en);
+}
+
+/* Fails every unfailed item whose (agency, case_no) an earlier item of the batch uses:
+ * the insert skips only the numbers already in the table, the first of a batch wins. */
+static int
+s_fail_repeats(s_batch_t *b)
+{
+    s_case_key_t *k = calloc(b->n ? b->n : 1, sizeof *k);
+    if (!k)
+        return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->items[i].failed)
+            k[m++] = (s_case_key_t){b->items[i].agency, b->items[i].case_no, i};
+    qsort(k, m, sizeof *k, s_cmp_case_key);
+    for (size_t j = 1; j < m; j++)
+        if (memcmp(k[j].agency, k[j - 1].agency, EVMSG_AGENCY_LEN) == 0 &&
+            strcmp(k[j].case_no, k[j - 1].case_no) == 0)
+            s_fail_case_exists(&b->items[k[j].i]);
+    free(k);
+    return 0;
 }
 
 /* The event case.opened and the reply, for an inserted case. */
@@ -1062,7 +1113,7 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         log_warn("deadline counted beyond the working-day calendar", "cases=%zu case_no=%s due=%s",
                  nuncovered, first_uncovered->case_no, date_format(first_uncovered->due, d));
     }
-    if (s_check_officers(db, &b, s_act_day) < 0)
+    if (s_check_officers(db, &b, s_act_day) < 0 || s_fail_repeats(&b) < 0)
         goto done;
 
     /* Ids for the survivors, then one INSERT (with the deadlines) for all. */
@@ -1104,9 +1155,13 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
             continue;
         char officers[CASE_OFFICERS_MAX * (CASE_CODE_MAX + 1) + 1];
         size_t ol = 0;
-        for (size_t k = 0; k < it->nofficers; k++)
-            ol += (size_t)snprintf(officers + ol, sizeof officers - ol, "%s%s", k ? "\x1f" : "",
-                                   it->officers[k]);
+        for (size_t k = 0; k < it->nofficers; k++) {
+            size_t len = strlen(it->officers[k]);
+            if (k)
+                officers[ol++] = '\x1f';
+            memcpy(officers + ol, it->officers[k], len);
+            ol += len;
+        }
         pgarray_int8(&p.a[0], ids[i]);
         pgarray_str(&p.a[1], it->agency);
         pgarray_str(&p.a[2], it->case_no);
@@ -1143,11 +1198,7 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         if (it->failed)
             continue;
         if (!bsearch(&ids[i], inserted, ninserted, sizeof *inserted, s_cmp_i64)) {
-            char en[200], zh[200];
-            snprintf(en, sizeof en, "case_no %s is already used by a case of this agency",
-                     it->case_no);
-            snprintf(zh, sizeof zh, "本机关已有案件编号为%s的案件", it->case_no);
-            s_fail(it, "case_exists", "body.case_no", zh, en);
+            s_fail_case_exists(it);
             continue;
         }
         s_open_done(&b, it, ids[i], PQgetvalue(mr, it->mi, 2));
