@@ -72,6 +72,7 @@ s_mono_ms(void)
  * request loop's next turn instead of lengthening it. */
 typedef struct {
     bus_relay_t *relay;
+    ops_metric_t *m_seq; /* the last seq published (a gauge) */
     atomic_bool stop;
     pthread_t thread;
     bool running;
@@ -85,6 +86,7 @@ s_relay_main(void *arg)
     s_relay_thread_t *t = arg;
     while (!atomic_load(&t->stop)) {
         int wait = bus_relay_step(t->relay, s_mono_ms());
+        ops_set(t->m_seq, (double)bus_relay_stats(t->relay).last_seq);
         if (wait < 0 || wait > S_RELAY_WAIT_MAX_MS)
             wait = S_RELAY_WAIT_MAX_MS;
         int fd = bus_relay_fd(t->relay);
@@ -342,6 +344,8 @@ main(void)
              ops_port(ops), c.broker_pub, c.broker_sub);
 
     rt.relay = relay;
+    rt.m_seq = ops_gauge(ops, "sx_intake_relay_published_seq", NULL,
+                         "The last seq of the intake stream the relay published.");
     atomic_init(&rt.stop, false);
     if (pthread_create(&rt.thread, NULL, s_relay_main, &rt) != 0) {
         log_error("relay thread not started", "error=%s", strerror(errno));
