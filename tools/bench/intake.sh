@@ -12,6 +12,7 @@
 #   acks_per_s             ok replies per second in the measured window
 #   p50_ack_ms, p99_ack_ms send -> ok reply, per request
 #   pg_single_insert_tps   pgbench -c 16 -j 2, one INSERT per transaction, 10 s
+#   wal_bytes_per_case     WAL written during the load / cases committed (repeatable)
 set -euo pipefail
 B=${SX_BIN:?}
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -89,7 +90,9 @@ cat >"$K/body.json" <<JSON
 JSON
 
 echo "bench-intake: 16 clients x 16 in flight, ${warm} s warm-up, ${secs} s measured, fsync on" >&2
+lsn0=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 line=$("$B/benchload" -c 16 -i 16 -w "$warm" -d "$secs" "$rpc_ep" "$ipub" "$K")
+lsn1=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 echo "benchload: $line" >&2
 get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 acks=$(get acks_per_s) p50=$(get p50_ack_ms) p99=$(get p99_ack_ms) errors=$(get errors)
@@ -106,6 +109,9 @@ events=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE topic LIKE 'c
 # yet sequenced.
 backlog=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE seq IS NULL")
 kill -0 "$ipid" 2>/dev/null || { echo "bench-intake: sx-intake died" >&2; exit 1; }
+# WAL written per committed case over the whole run (warm-up included): repeatable where
+# the wall-clock figures are not, on a shared machine.
+wal=$("${PSQL[@]}" -c "SELECT round(pg_wal_lsn_diff('$lsn1', '$lsn0') / greatest($cases, 1))")
 
 # Reference: pgbench one-row insert transactions, 16 clients, same server, same run.
 "${PSQL[@]}" -c "CREATE TABLE IF NOT EXISTS bench_ref (id bigserial PRIMARY KEY, v int, t text)"
@@ -120,6 +126,7 @@ printf '%-24s %14.2f %10s\n' p99_ack_ms "$p99" "<=25"
 printf '%-24s %14.0f %10s\n' pg_single_insert_tps "$pgtps" "(ref)"
 printf '%-24s %14.2f %10s\n' acks_vs_pgbench "$(echo "$acks / $pgtps" | bc -l)" ""
 printf '%-24s %14s %10s\n' error_replies "$errors" "0"
+printf '%-24s %14s %10s\n' wal_bytes_per_case "$wal" ""
 printf '%-24s %14s %10s\n' cases_committed "$cases" ""
 printf '%-24s %14s %10s\n' events_unsequenced "$backlog" "(~0)"
 printf '%-24s %14s %10s\n' events_unpublished "$unpublished" "(~0)"
@@ -134,6 +141,7 @@ cat >"$out" <<JSON
   "p99_ack_ms": $p99,
   "error_replies": $errors,
   "events_unpublished": $unpublished,
+  "wal_bytes_per_case": $wal,
   "pg_single_insert_tps": $(printf '%.0f' "$pgtps"),
   "targets": {"acks_per_s": 20000, "p99_ack_ms": 25}
 }
