@@ -21,7 +21,7 @@ SANFLAGS :=
 endif
 
 CC ?= cc
-PKGS := libzmq libpq msgpack hiredis libcurl libmicrohttpd jansson libsodium
+PKGS := libzmq libpq msgpack hiredis libcurl libmicrohttpd jansson libsodium libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)

@@ -19,6 +19,7 @@
 #define BUS_RELAY_LOCK_KEY   0x7378726c /* "sxrl": the relays' advisory lock class */
 #define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
 #define BUS_RELAY_ASYNC_MAX  256        /* rows per asynchronous sequencing statement */
+#define BUS_RELAY_SYNC_MAX   (BUS_BATCH_MAX / 2) /* rows per synchronous one (each part) */
 #define BUS_RETRY_MS         500        /* a subscriber's pause after a failure */
 #define BUS_STMT_MAX         DB_STMT_NAME_MAX
 
@@ -134,6 +135,33 @@ bus_emit(db_t *tx, const char *schema, const char *topic, uint32_t v, const void
     return 0;
 }
 
+/* Checks events[0..n) and fills the four arrays (topic, agency, v, data) of a batch
+ * insert; -1 with err (path prefixed by the event's index) on a bad event. */
+static int
+s_emit_arrays(const char *schema, const bus_event_in_t *events, size_t n, pgarray_t arr[4],
+              evmsg_err_t *err)
+{
+    pgarray_begin(&arr[0], PGARRAY_TEXT);
+    pgarray_begin(&arr[1], PGARRAY_TEXT);
+    pgarray_begin(&arr[2], PGARRAY_INT4);
+    pgarray_begin(&arr[3], PGARRAY_BYTEA);
+    for (size_t i = 0; i < n; i++) {
+        const bus_event_in_t *e = &events[i];
+        char agency[EVMSG_AGENCY_LEN + 1];
+        if (s_check_event(schema, e->topic, e->v, e->data, e->data_len, agency, err) < 0) {
+            char path[EVMSG_PATH_MAX];
+            snprintf(path, sizeof path, "[%zu]%s%.100s", i, err->path[0] ? "." : "", err->path);
+            memcpy(err->path, path, sizeof path);
+            return -1;
+        }
+        pgarray_str(&arr[0], e->topic);
+        pgarray_elem(&arr[1], agency, EVMSG_AGENCY_LEN);
+        pgarray_int4(&arr[2], (int32_t)e->v);
+        pgarray_elem(&arr[3], e->data, e->data_len);
+    }
+    return 0;
+}
+
 int
 bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
                evmsg_err_t *err)
@@ -150,24 +178,8 @@ bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_
     }
     pgarray_t arr[4] = {{0}};
     int rc = -1;
-    pgarray_begin(&arr[0], PGARRAY_TEXT);
-    pgarray_begin(&arr[1], PGARRAY_TEXT);
-    pgarray_begin(&arr[2], PGARRAY_INT4);
-    pgarray_begin(&arr[3], PGARRAY_BYTEA);
-    for (size_t i = 0; i < n; i++) {
-        const bus_event_in_t *e = &events[i];
-        char agency[EVMSG_AGENCY_LEN + 1];
-        if (s_check_event(schema, e->topic, e->v, e->data, e->data_len, agency, err) < 0) {
-            char path[EVMSG_PATH_MAX];
-            snprintf(path, sizeof path, "[%zu]%s%.100s", i, err->path[0] ? "." : "", err->path);
-            memcpy(err->path, path, sizeof path);
-            goto done;
-        }
-        pgarray_str(&arr[0], e->topic);
-        pgarray_elem(&arr[1], agency, EVMSG_AGENCY_LEN);
-        pgarray_int4(&arr[2], (int32_t)e->v);
-        pgarray_elem(&arr[3], e->data, e->data_len);
-    }
+    if (s_emit_arrays(schema, events, n, arr, err) < 0)
+        goto done;
     char name[BUS_STMT_MAX];
     if (s_prepare(tx, name, "bus_emit_batch", schema,
                   "INSERT INTO {s}.outbox (topic, agency, v, data)"
@@ -188,6 +200,83 @@ done:
     return rc;
 }
 
+/* Gives the events their place in the stream as they are written: one statement takes
+ * the stream's head row (UPDATE bus_head: a row lock held to the end of the caller's
+ * transaction), then the agencies' counters (in agency order, after the head, so two
+ * producers cannot deadlock on them), and inserts the rows with seq, aseq and at set.
+ * Seqs are therefore given in commit order, with no gap (a rollback gives them back),
+ * and the relay only reads and publishes these rows: it does not rewrite them. */
+static const char s_emit_seq_tmpl[] =
+        "WITH e AS ("
+        "  SELECT topic, agency, v, data, i FROM unnest($1::text[], $2::text[], $3::int[],"
+        "   $4::bytea[]) WITH ORDINALITY AS e(topic, agency, v, data, i)"
+        "), head AS ("
+        "  UPDATE {s}.bus_head SET last_seq = last_seq + $5::bigint"
+        "  RETURNING last_seq - $5::bigint AS base"
+        "), per_agency AS ("
+        "  SELECT agency, count(*) AS c FROM e GROUP BY agency"
+        "), agencies AS ("
+        "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq)"
+        "  SELECT p.agency, p.c FROM per_agency p, head ORDER BY p.agency"
+        "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
+        "  RETURNING a.agency, a.last_aseq"
+        ") "
+        "INSERT INTO {s}.outbox (topic, agency, v, data, seq, aseq, at)"
+        " SELECT e.topic, e.agency, e.v, e.data, head.base + e.i,"
+        "  agencies.last_aseq - per_agency.c"
+        "   + row_number() OVER (PARTITION BY e.agency ORDER BY e.i), $6::bigint"
+        " FROM e, head, agencies, per_agency"
+        " WHERE agencies.agency = e.agency AND per_agency.agency = e.agency ORDER BY e.i";
+
+int
+bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
+                   evmsg_err_t *err)
+{
+    evmsg_err_t local = {{0}, {0}};
+    if (!err)
+        err = &local;
+    if (n == 0)
+        return 0;
+    if (n > BUS_BATCH_MAX) {
+        snprintf(err->reason, sizeof err->reason, "more than %d events in one batch",
+                 BUS_BATCH_MAX);
+        return -1;
+    }
+    pgarray_t arr[4] = {{0}};
+    int rc = -1;
+    if (s_emit_arrays(schema, events, n, arr, err) < 0)
+        goto done;
+    char name[BUS_STMT_MAX];
+    if (s_prepare(tx, name, "bus_emit_seq", schema, s_emit_seq_tmpl, 6) < 0)
+        goto done;
+    /* The arrays in binary, then the count and the time as text. */
+    int ok = 1;
+    for (int k = 0; k < 4; k++)
+        ok &= pgarray_finish(&arr[k]) == 0;
+    if (!ok) {
+        snprintf(err->reason, sizeof err->reason, "out of memory");
+        goto done;
+    }
+    char count[24], at[24];
+    snprintf(count, sizeof count, "%zu", n);
+    snprintf(at, sizeof at, "%" PRId64, util_unix_ms());
+    const char *vals[6] = {arr[0].buf, arr[1].buf, arr[2].buf, arr[3].buf, count, at};
+    const int lens[6] = {(int)arr[0].len, (int)arr[1].len, (int)arr[2].len, (int)arr[3].len, 0, 0};
+    const int fmts[6] = {1, 1, 1, 1, 0, 0};
+    PGresult *r = db_exec_prepared(tx, name, 6, vals, lens, fmts, 0);
+    if (r) {
+        if (strtoull(PQcmdTuples(r), NULL, 10) == n)
+            rc = 0;
+        else
+            snprintf(err->reason, sizeof err->reason, "events not all written");
+        PQclear(r);
+    }
+done:
+    for (int i = 0; i < 4; i++)
+        pgarray_free(&arr[i]);
+    return rc;
+}
+
 /* ---- Relay ------------------------------------------------------------------------- */
 
 struct bus_relay {
@@ -197,6 +286,7 @@ struct bus_relay {
     char hb_topic[EVMSG_SRC_MAX + 8];
     char st_seq[BUS_STMT_MAX]; /* the sequencing statement */
     char st_head[BUS_STMT_MAX];
+    char st_fill[BUS_STMT_MAX]; /* the rows of a gap (s_fill_tmpl) */
     uint64_t lock_conn;   /* db_connection_id the lock was taken on */
     int64_t next_try_ms;  /* follower: next pg_try_advisory_lock */
     int64_t next_hb_ms;   /* leader: next heartbeat */
@@ -209,7 +299,6 @@ struct bus_relay {
     bool inflight;        /* a sequencing statement was sent, its result not yet read */
     bool again;           /* sequence once more as soon as the one in flight is done */
     bool behind;          /* the last batch was full (BUS_RELAY_ASYNC_MAX): a backlog */
-    int64_t inflight_at;  /* its $2 (the events' at) */
     bus_relay_stats_t stats;
 };
 
@@ -287,6 +376,13 @@ s_relay_lose(bus_relay_t *self, const char *why)
     self->stats.leader = false;
 }
 
+/* The rows between two seqs, for a gap in a sequencing result: rows a producer
+ * sequenced and committed while the statement waited for the head row, which its
+ * snapshot did not show. */
+static const char s_fill_tmpl[] =
+        "SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
+        " WHERE seq > $1::bigint AND seq < $2::bigint ORDER BY seq";
+
 /* Tries to take the stream's advisory lock; on success sets up LISTEN and the head. */
 static int
 s_relay_try_lead(bus_relay_t *self)
@@ -310,7 +406,8 @@ s_relay_try_lead(bus_relay_t *self)
     if (db_command(self->db, sql) < 0)
         return -1;
     if (s_prepare(self->db, self->st_head, "bus_head", self->stream,
-                  "SELECT last_seq FROM {s}.bus_head", 0) < 0)
+                  "SELECT last_seq FROM {s}.bus_head", 0) < 0 ||
+        s_prepare(self->db, self->st_fill, "bus_fill", self->stream, s_fill_tmpl, 2) < 0)
         return -1;
     r = db_exec_prepared(self->db, self->st_head, 0, NULL, NULL, NULL, 0);
     if (!r)
@@ -369,8 +466,10 @@ s_order_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The sequencing statement: gives up to $1 committed, unsequenced rows their seq and
- * aseq (its own transaction) and returns them. */
+/* The sequencing statement (its own transaction): gives up to $1 committed, unsequenced
+ * rows (bus_emit, bus_emit_batch) their seq and aseq, and returns them together with up
+ * to $1 rows that already had a seq above $3, the last one published (bus_emit_batch_seq
+ * sequences at insert). Columns: seq, aseq, topic, v, data, at. */
 static const char s_seq_tmpl[] =
         "WITH pending AS ("
         "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
@@ -387,76 +486,110 @@ static const char s_seq_tmpl[] =
         "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq) SELECT agency, c FROM per_agency"
         "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
         "  RETURNING a.agency, a.last_aseq"
+        "), done AS ("
+        "  UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
+        "   aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint"
+        "  FROM numbered, head, agencies, per_agency"
+        "  WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
+        "   AND per_agency.agency = numbered.agency"
+        "  RETURNING o.seq, o.aseq, o.topic, o.v, o.data, o.at"
         ") "
-        "UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
-        "  aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint "
-        "FROM numbered, head, agencies, per_agency "
-        "WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
-        "  AND per_agency.agency = numbered.agency "
-        "RETURNING o.seq, o.aseq, o.topic, o.v, o.data";
+        "SELECT seq, aseq, topic, v, data, at FROM done "
+        "UNION ALL "
+        "(SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
+        "  WHERE seq > $3::bigint ORDER BY seq LIMIT $1)";
 
-/* Publishes the rows of a sequencing result in seq order; returns their number. */
+static void
+s_relay_send_row(bus_relay_t *self, PGresult *r, int row, uint64_t seq, uint64_t aseq)
+{
+    evmsg_header_t hdr = {.seq = seq,
+                          .aseq = aseq,
+                          .at = (int64_t)s_be64(PQgetvalue(r, row, 5)),
+                          .v = s_be32(PQgetvalue(r, row, 3))};
+    snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
+    size_t len;
+    evmsg_err_t err = {{0}, {0}};
+    if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, PQgetvalue(r, row, 4),
+                         (size_t)PQgetlength(r, row, 4), &len, &err) < 0) {
+        /* bus_emit checked it on the way in; only a hand-written row gets here. The
+         * subscribers meet it in catch-up and record it. */
+        char why[300];
+        log_error("relay cannot encode an outbox row", "stream=%s seq=%" PRIu64 " err=%s",
+                  self->stream, hdr.seq, evmsg_err_str(&err, why, sizeof why));
+    } else {
+        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf,
+                     len);
+    }
+    self->stats.sequenced++;
+    self->stats.last_seq = seq;
+}
+
+/* Publishes the rows of a sequencing result in seq order, after the last one published;
+ * fills a gap before a row from Postgres first. Returns the number of rows. */
 static int
-s_relay_publish(bus_relay_t *self, PGresult *r, int64_t unix_ms)
+s_relay_publish(bus_relay_t *self, PGresult *r)
 {
     int n = PQntuples(r);
-    s_order_t order[BUS_BATCH_MAX];
-    if (n > BUS_BATCH_MAX)
-        n = BUS_BATCH_MAX;
+    if (n == 0)
+        return 0;
+    s_order_t *order = malloc((size_t)n * sizeof *order);
+    if (!order)
+        return -1;
     for (int i = 0; i < n; i++) {
         order[i].seq = s_be64(PQgetvalue(r, i, 0));
         order[i].aseq = s_be64(PQgetvalue(r, i, 1));
         order[i].row = i;
     }
     qsort(order, (size_t)n, sizeof order[0], s_order_cmp);
-
-    evmsg_header_t hdr = {.at = unix_ms};
-    snprintf(hdr.src, sizeof hdr.src, "%s", self->stream);
     for (int i = 0; i < n; i++) {
-        int row = order[i].row;
-        hdr.seq = order[i].seq;
-        hdr.aseq = order[i].aseq;
-        hdr.v = s_be32(PQgetvalue(r, row, 3));
-        size_t len;
-        evmsg_err_t err = {{0}, {0}};
-        if (evmsg_encode_buf(self->buf, EVMSG_MAX_BYTES, &hdr, PQgetvalue(r, row, 4),
-                             (size_t)PQgetlength(r, row, 4), &len, &err) < 0) {
-            /* bus_emit checked it on the way in; only a hand-written row gets here. The
-             * subscribers meet it in catch-up and record it. */
-            char why[300];
-            log_error("relay cannot encode an outbox row", "stream=%s seq=%" PRIu64 " err=%s",
-                      self->stream, hdr.seq, evmsg_err_str(&err, why, sizeof why));
-            continue;
+        if (order[i].seq <= self->stats.last_seq)
+            continue; /* published already */
+        if (order[i].seq > self->stats.last_seq + 1) {
+            char after[24], before[24];
+            snprintf(after, sizeof after, "%" PRIu64, self->stats.last_seq);
+            snprintf(before, sizeof before, "%" PRIu64, order[i].seq);
+            const char *vals[2] = {after, before};
+            PGresult *f = db_exec_prepared(self->db, self->st_fill, 2, vals, NULL, NULL, 1);
+            if (!f) {
+                free(order);
+                return -1;
+            }
+            for (int k = 0; k < PQntuples(f); k++)
+                s_relay_send_row(self, f, k, s_be64(PQgetvalue(f, k, 0)),
+                                 s_be64(PQgetvalue(f, k, 1)));
+            PQclear(f);
+            if (self->stats.last_seq + 1 != order[i].seq)
+                log_error("outbox has a gap", "stream=%s expected=%" PRIu64 " found=%" PRIu64,
+                          self->stream, self->stats.last_seq + 1, order[i].seq);
         }
-        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf, len);
+        s_relay_send_row(self, r, order[i].row, order[i].seq, order[i].aseq);
     }
-    if (n > 0) {
-        self->stats.sequenced += (uint64_t)n;
-        self->stats.last_seq = order[n - 1].seq;
-    }
+    free(order);
     return n;
 }
 
-/* Gives up to BUS_BATCH_MAX committed, unsequenced rows their seq and aseq in one
- * statement (its own transaction), then publishes them in seq order. Synchronous: used
+/* Gives up to BUS_BATCH_MAX / 2 committed, unsequenced rows their seq and aseq in one
+ * statement (its own transaction), then publishes them, and up to as many rows
+ * sequenced at insert, in seq order. Synchronous: used
  * until the statement is prepared on the connection. Returns the number of rows, or -1
  * on a database failure. */
 static int
 s_relay_sequence(bus_relay_t *self, int64_t unix_ms)
 {
     if (!self->st_seq[0] &&
-        s_prepare(self->db, self->st_seq, "bus_sequence", self->stream, s_seq_tmpl, 2) < 0)
+        s_prepare(self->db, self->st_seq, "bus_sequence", self->stream, s_seq_tmpl, 3) < 0)
         return -1;
-    char limit[16], at[24];
-    snprintf(limit, sizeof limit, "%d", BUS_BATCH_MAX);
+    char limit[16], at[24], after[24];
+    snprintf(limit, sizeof limit, "%d", BUS_RELAY_SYNC_MAX);
     snprintf(at, sizeof at, "%" PRId64, unix_ms);
-    const char *vals[2] = {limit, at};
+    snprintf(after, sizeof after, "%" PRIu64, self->stats.last_seq);
+    const char *vals[3] = {limit, at, after};
     /* Autocommit: the statement is its own transaction, committed when it returns. */
-    PGresult *r = db_exec_prepared(self->db, self->st_seq, 2, vals, NULL, NULL, 1);
+    PGresult *r = db_exec_prepared(self->db, self->st_seq, 3, vals, NULL, NULL, 1);
     if (!r)
         return -1;
     self->seq_conn = db_connection_id(self->db);
-    int n = s_relay_publish(self, r, unix_ms);
+    int n = s_relay_publish(self, r);
     PQclear(r);
     return n;
 }
@@ -468,17 +601,17 @@ s_relay_send_seq(bus_relay_t *self, int64_t unix_ms)
     PGconn *c = db_conn(self->db);
     if (!c || PQtransactionStatus(c) != PQTRANS_IDLE)
         return -1;
-    char limit[16], at[24];
+    char limit[16], at[24], after[24];
     snprintf(limit, sizeof limit, "%d", BUS_RELAY_ASYNC_MAX);
     snprintf(at, sizeof at, "%" PRId64, unix_ms);
-    const char *vals[2] = {limit, at};
-    if (!PQsendQueryPrepared(c, self->st_seq, 2, vals, NULL, NULL, 1)) {
+    snprintf(after, sizeof after, "%" PRIu64, self->stats.last_seq);
+    const char *vals[3] = {limit, at, after};
+    if (!PQsendQueryPrepared(c, self->st_seq, 3, vals, NULL, NULL, 1)) {
         log_warn("relay: sequencing statement not sent", "stream=%s reason=%s", self->stream,
                  PQerrorMessage(c));
         return -1;
     }
     self->inflight = true;
-    self->inflight_at = unix_ms;
     return 0;
 }
 
@@ -523,7 +656,7 @@ s_relay_collect(bus_relay_t *self, bool wait)
         PQclear(res);
         return -1;
     }
-    n = s_relay_publish(self, res, self->inflight_at);
+    n = s_relay_publish(self, res);
     PQclear(res);
     return n;
 }
@@ -613,7 +746,7 @@ bus_relay_step(bus_relay_t *self, int64_t now_ms)
                 return -1;
             }
             int more = s_relay_notifies(self);
-            if (n < BUS_BATCH_MAX && more <= 0)
+            if (n < BUS_RELAY_SYNC_MAX && more <= 0)
                 break;
         }
         self->next_scan_ms = now_ms + BUS_POLL_FALLBACK_MS;

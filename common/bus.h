@@ -6,7 +6,8 @@
  *   relay      one leader per stream (pg_try_advisory_lock) gives committed outbox rows
  *              gapless `seq` (per stream) and `aseq` (per stream and agency) in batches,
  *              commits, then publishes [topic][envelope] to the broker, and sends a
- *              heartbeat `_hb.<stream>` every second carrying the last seq.
+ *              heartbeat `_hb.<stream>` every second carrying the last seq. Rows written
+ *              by bus_emit_batch_seq have their seq already: the relay publishes them.
  *   subscriber subscribes first, then catches up from the producer's outbox (a
  *              read-only grant) from its cursor; drops seq <= cursor; on a gap, or a
  *              heartbeat ahead of its cursor, catches up again. The handler runs in the
@@ -70,12 +71,23 @@ typedef struct {
 int bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
                    evmsg_err_t *err);
 
+/* As bus_emit_batch, but the events get their seq, aseq and at as they are written, so
+ * that the relay publishes them without rewriting them (the group-commit path). The
+ * statement takes the stream's head row (bus_head) and holds it until the caller's
+ * transaction ends: other producers of the stream, and the relay's sequencing of rows
+ * written by bus_emit, wait for that commit or rollback. Seqs are thus given in commit
+ * order, gapless (a rollback gives them back). For a transaction that commits soon
+ * after, and that takes no other lock another producer of the stream may hold while it
+ * waits for the head. */
+int bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
+                       evmsg_err_t *err);
+
 /* ---- Relay ------------------------------------------------------------------------- */
 
 typedef struct bus_relay bus_relay_t;
 
 typedef struct {
-    uint64_t sequenced; /* rows given a seq */
+    uint64_t sequenced; /* rows relayed in seq order (given their seq here or at insert) */
     uint64_t published; /* messages handed to ZeroMQ */
     uint64_t dropped;   /* messages ZeroMQ refused (high-water mark): subscribers repair */
     uint64_t heartbeats;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <zmq.h>
 
@@ -20,6 +21,7 @@
 #define RPC_STMT_MAX    DB_STMT_NAME_MAX
 #define RPC_SCHEMA_MAX  32
 #define RPC_DEDUP_SLOTS 1024 /* > 2 * RPC_BATCH_MAX, a power of two */
+#define RPC_ID_SLOTS    64   /* identities whose check is remembered, a power of two */
 
 /* ---- Types ------------------------------------------------------------------------- */
 
@@ -84,6 +86,14 @@ struct rpc_server {
     int *widx;        /* scratch: write requests of the turn */
     int *slots;       /* scratch: dedup table, RPC_DEDUP_SLOTS */
     s_buf_t arr[6];   /* scratch: binary arrays for the statements */
+    EVP_MD *sha256;   /* OpenSSL's SHA-256, fetched once (SHA-NI or AVX2 where the CPU has them) */
+    /* The outcome of keys_identity_check for User-Ids seen lately (a pure function of
+     * the string; what an identity may do is decided per request, not here). */
+    struct {
+        uint64_t hash; /* 0: empty */
+        int kind;      /* KEYS_ID_* */
+        char id[KEYS_IDENTITY_MAX + 1];
+    } ids[RPC_ID_SLOTS];
     rpc_stats_t stats;
     /* Optional metrics (NULL when not set). */
     ops_metric_t *m_requests, *m_replays, *m_dropped, *m_batch, *m_turn;
@@ -338,8 +348,9 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
     self->ptrs = calloc(RPC_BATCH_MAX, sizeof *self->ptrs);
     self->widx = calloc(RPC_BATCH_MAX, sizeof *self->widx);
     self->slots = calloc(RPC_DEDUP_SLOTS, sizeof *self->slots);
-    if (!self->ops || !self->reqs || !self->ptrs || !self->widx || !self->slots) {
-        snprintf(err, errlen, "out of memory");
+    self->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    if (!self->ops || !self->reqs || !self->ptrs || !self->widx || !self->slots || !self->sha256) {
+        snprintf(err, errlen, "out of memory (or OpenSSL without SHA2-256)");
         goto fail;
     }
     for (size_t i = 0; i < RPC_BATCH_MAX; i++)
@@ -395,6 +406,7 @@ rpc_server_destroy(rpc_server_t **self_p)
         free(self->ptrs);
         free(self->widx);
         free(self->slots);
+        EVP_MD_free(self->sha256);
         free(self);
         *self_p = NULL;
     }
@@ -732,6 +744,25 @@ s_pack_reply(rpc_req_t *req)
     return rc ? -1 : 0;
 }
 
+/* keys_identity_check(uid) (uid at most KEYS_IDENTITY_MAX bytes), remembered per string:
+ * the agency code's check digit cost as much as the rest of reading a request. */
+static int
+s_identity_kind(rpc_server_t *self, const char *uid)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = uid; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h |= 1; /* never 0, the empty slot */
+    size_t slot = (size_t)(h >> 32) & (RPC_ID_SLOTS - 1);
+    if (self->ids[slot].hash == h && strcmp(self->ids[slot].id, uid) == 0)
+        return self->ids[slot].kind;
+    int kind = keys_identity_check(uid, NULL, 0);
+    self->ids[slot].hash = h;
+    self->ids[slot].kind = kind;
+    snprintf(self->ids[slot].id, sizeof self->ids[slot].id, "%s", uid);
+    return kind;
+}
+
 /* Receives one multipart message into req. Returns 1 (a framed request, possibly one
  * that failed to decode: then req->state is RQ_FAIL), 0 when none waits, 2 when the
  * message was dropped. */
@@ -770,8 +801,8 @@ s_recv(rpc_server_t *self, rpc_req_t *req)
     }
     zmq_msg_t *payload = &part[total - 1];
     const char *uid = zmq_msg_gets(payload, "User-Id");
-    if (!uid || strlen(uid) > KEYS_IDENTITY_MAX ||
-        keys_identity_check(uid, NULL, 0) == KEYS_ID_NONE) {
+    int kind = uid && strlen(uid) <= KEYS_IDENTITY_MAX ? s_identity_kind(self, uid) : KEYS_ID_NONE;
+    if (kind == KEYS_ID_NONE) {
         rc = 2; /* fail closed: only ZAP-admitted identities get an answer */
         goto done;
     }
@@ -783,11 +814,12 @@ s_recv(rpc_server_t *self, rpc_req_t *req)
     memcpy(req->routing, zmq_msg_data(&part[0]), req->routing_len);
     req->delim = delim;
     snprintf(req->identity, sizeof req->identity, "%s", uid);
-    const char *code = keys_dept_code(req->identity);
-    if (code)
-        memcpy(req->agency, code, EVMSG_AGENCY_LEN), req->agency[EVMSG_AGENCY_LEN] = '\0';
-    else
-        req->agency[0] = '\0';
+    /* dept:<code>:<role>, checked: the code is the 18 bytes after "dept:" (keys_dept_code) */
+    req->agency[0] = '\0';
+    if (kind == KEYS_ID_DEPT) {
+        memcpy(req->agency, req->identity + 5, EVMSG_AGENCY_LEN);
+        req->agency[EVMSG_AGENCY_LEN] = '\0';
+    }
 
     evmsg_err_t err = {{0}, {0}};
     if (evmsg_decode_map(zmq_msg_data(payload), zmq_msg_size(payload), &req->msg, &err) < 0) {
@@ -868,7 +900,10 @@ s_check(rpc_server_t *self, rpc_req_t *req)
     if (def->flags == RPC_WRITE) {
         size_t len;
         const void *bytes = evmsg_data_bytes(req->msg, &len);
-        crypto_hash_sha256(req->hash, bytes, len);
+        if (!EVP_Digest(bytes, len, req->hash, NULL, self->sha256, NULL)) {
+            s_fail_generic(req, "internal", "", NULL);
+            return;
+        }
     }
 }
 

@@ -534,6 +534,9 @@ s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
                 if (memcmp(PQgetvalue(r, j, 0), it->agency, EVMSG_AGENCY_LEN) == 0 &&
                     strcmp(PQgetvalue(r, j, 1), it->officers[k]) == 0)
                     row = j;
+            if (row >= 0 && s_getbool(r, row, 2) && day >= s_getdate(r, row, 3) &&
+                day <= s_getdate(r, row, 4))
+                continue; /* the usual case: nothing to format */
             char field[40], en[240], zh[240], b1[11], b2[11], b3[11];
             snprintf(field, sizeof field, "body.officers[%zu]", k);
             int cn = (int)strlen(it->officers[k]);
@@ -776,7 +779,7 @@ s_emit(db_t *db, s_batch_t *b)
     for (size_t off = 0; off < k && rc == 0; off += BUS_BATCH_MAX) {
         size_t m = k - off < BUS_BATCH_MAX ? k - off : BUS_BATCH_MAX;
         evmsg_err_t err = {{0}, {0}};
-        rc = bus_emit_batch(db, INTAKE_SCHEMA, ev + off, m, &err);
+        rc = bus_emit_batch_seq(db, INTAKE_SCHEMA, ev + off, m, &err);
         if (rc < 0)
             log_error("case_ops: events not written", "reason=%s path=%s db=%s", err.reason,
                       err.path, db_error(db));
@@ -924,33 +927,104 @@ static const char s_matters_sql[] =
     " WHERE m.active AND (m.agency, m.code) IN (SELECT k.a::char(18), k.c"
     "                                           FROM unnest($1::text[], $2::text[]) AS k(a, c))";
 
+/* Inserts the cases whose number is free, ids from the table's sequence in batch order,
+ * and their deadlines; returns (id, agency, case_no) of the inserted ones. */
 static const char s_open_sql[] =
     "WITH ins AS ("
-    " INSERT INTO intake.cases (id, agency, case_no, type, matter_code, matter_version, state,"
+    " INSERT INTO intake.cases (agency, case_no, type, matter_code, matter_version, state,"
     "   party_kind, party_name, party_id_type, party_id_no, summary, on_site, act_date,"
     "   officers, opened_on, opened_by)"
-    " SELECT u.id, u.agency::char(18), u.case_no, u.type, u.matter_code, u.mv, 'open', u.pk,"
+    " SELECT u.agency::char(18), u.case_no, u.type, u.matter_code, u.mv, 'open', u.pk,"
     "   u.pn, u.pt, u.pi, u.summary, u.on_site, u.act_date, string_to_array(u.officers, E'\\x1f'),"
     "   u.opened_on, u.opener"
-    " FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],"
-    "   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::date[],"
-    "   $14::text[], $15::date[], $16::text[])"
-    "   WITH ORDINALITY AS u(id, agency, case_no, type, matter_code, mv, pk, pn, pt, pi, summary,"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],"
+    "   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::date[],"
+    "   $13::text[], $14::date[], $15::text[])"
+    "   WITH ORDINALITY AS u(agency, case_no, type, matter_code, mv, pk, pn, pt, pi, summary,"
     "                        on_site, act_date, officers, opened_on, opener, i)"
+    " LEFT JOIN LATERAL (SELECT 1 AS taken FROM intake.cases c"
+    "   WHERE c.agency = u.agency::char(18) AND c.case_no = u.case_no LIMIT 1) x ON true"
+    " WHERE x.taken IS NULL"
     " ORDER BY u.i"
-    " ON CONFLICT (agency, case_no) DO NOTHING"
-    " RETURNING id, agency),"
+    " RETURNING id, agency, case_no),"
     " dl AS (INSERT INTO intake.case_deadline (case_id, agency, due, warn_on, uncovered)"
     "  SELECT ins.id, ins.agency, d.due, d.warn, d.unc FROM ins"
-    "  JOIN unnest($1::int8[], $17::date[], $18::date[], $19::bool[]) AS d(id, due, warn, unc)"
-    "    ON d.id = ins.id)"
-    " SELECT id FROM ins";
+    "  JOIN unnest($1::text[], $2::text[], $16::date[], $17::date[], $18::bool[])"
+    "    AS d(agency, case_no, due, warn, unc)"
+    "    ON d.agency::char(18) = ins.agency AND d.case_no = ins.case_no)"
+    " SELECT id, agency, case_no FROM ins";
+
+/* An item's (agency, case_no), for finding repeats within a batch. */
+typedef struct {
+    const char *agency, *case_no;
+    size_t i;
+} s_case_key_t;
 
 static int
-s_cmp_i64(const void *a, const void *b)
+s_cmp_case_key(const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
+    const s_case_key_t *x = a, *y = b;
+    int c = memcmp(x->agency, y->agency, EVMSG_AGENCY_LEN);
+    if (c == 0)
+        c = strcmp(x->case_no, y->case_no);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static void
+s_fail_case_exists(s_item_t *it)
+{
+    char en[200], zh[200];
+    snprintf(en, sizeof en, "case_no %s is already used by a case of this agency", it->case_no);
+    snprintf(zh, sizeof zh, "本机关已有案件编号为%s的案件", it->case_no);
+    s_fail(it, "case_exists", "body.case_no", zh, en);
+}
+
+/* Fails every unfailed item whose (agency, case_no) an earlier item of the batch uses:
+ * the insert skips only the numbers already in the table, the first of a batch wins.
+ * Leaves the keys of the items still unfailed, sorted, in *keys (*nkeys of them; the
+ * caller frees). */
+static int
+s_fail_repeats(s_batch_t *b, s_case_key_t **keys, size_t *nkeys)
+{
+    s_case_key_t *k = calloc(b->n ? b->n : 1, sizeof *k);
+    if (!k)
+        return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->items[i].failed)
+            k[m++] = (s_case_key_t){b->items[i].agency, b->items[i].case_no, i};
+    qsort(k, m, sizeof *k, s_cmp_case_key);
+    size_t out = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (out > 0 && memcmp(k[j].agency, k[out - 1].agency, EVMSG_AGENCY_LEN) == 0 &&
+            strcmp(k[j].case_no, k[out - 1].case_no) == 0)
+            s_fail_case_exists(&b->items[k[j].i]);
+        else
+            k[out++] = k[j];
+    }
+    *keys = k;
+    *nkeys = out;
+    return 0;
+}
+
+/* The item of an inserted row (agency, case_no) among keys, or -1. */
+static long
+s_find_case_key(const s_case_key_t *keys, size_t n, const char *agency, const char *case_no)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(keys[mid].agency, agency, EVMSG_AGENCY_LEN);
+        if (c == 0)
+            c = strcmp(keys[mid].case_no, case_no);
+        if (c == 0)
+            return (long)keys[mid].i;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
 }
 
 /* The event case.opened and the reply, for an inserted case. */
@@ -1007,7 +1081,9 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         return -1;
     int rc = -1;
     PGresult *mr = NULL, *r = NULL;
-    int64_t *ids = NULL, *inserted = NULL;
+    int64_t *ids = NULL;
+    s_case_key_t *keys = NULL;
+    size_t nkeys = 0;
     for (size_t i = 0; i < n; i++)
         if (!b.items[i].failed)
             s_read_open(&b, &b.items[i]);
@@ -1063,92 +1139,79 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         log_warn("deadline counted beyond the working-day calendar", "cases=%zu case_no=%s due=%s",
                  nuncovered, first_uncovered->case_no, date_format(first_uncovered->due, d));
     }
-    if (s_check_officers(db, &b, s_act_day) < 0)
+    if (s_check_officers(db, &b, s_act_day) < 0 || s_fail_repeats(&b, &keys, &nkeys) < 0)
         goto done;
 
-    /* Ids for the survivors, then one INSERT (with the deadlines) for all. */
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++)
-        count += !b.items[i].failed;
-    if (count == 0) {
+    /* One INSERT (with the deadlines) for the survivors. */
+    if (nkeys == 0) {
         rc = 0;
         goto done;
     }
-    char cnt[24];
-    snprintf(cnt, sizeof cnt, "%zu", count);
-    const char *v1[1] = {cnt};
-    if (db_prepare(db, "case_ids",
-                   "SELECT nextval('intake.cases_id_seq') FROM generate_series(1, $1::int)", 1) < 0)
-        goto done;
-    r = db_exec_prepared(db, "case_ids", 1, v1, NULL, NULL, 0);
-    if (!r || (size_t)PQntuples(r) != count)
-        goto done;
     ids = calloc(n, sizeof *ids);
-    inserted = calloc(count, sizeof *inserted);
-    if (!ids || !inserted)
+    if (!ids)
         goto done;
-    for (size_t i = 0, k = 0; i < n; i++)
-        if (!b.items[i].failed)
-            ids[i] = strtoll(PQgetvalue(r, (int)k++, 0), NULL, 10);
-    PQclear(r);
-    r = NULL;
 
-    static const uint32_t oids[19] = {PGARRAY_INT8, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT,
-                                      PGARRAY_TEXT, PGARRAY_INT4, PGARRAY_TEXT, PGARRAY_TEXT,
-                                      PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_BOOL,
-                                      PGARRAY_DATE, PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_TEXT,
-                                      PGARRAY_DATE, PGARRAY_DATE, PGARRAY_BOOL};
-    s_params_begin(&p, oids, 19);
+    static const uint32_t oids[18] = {
+        PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_INT4, PGARRAY_TEXT,
+        PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_BOOL, PGARRAY_DATE,
+        PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_DATE, PGARRAY_BOOL};
+    s_params_begin(&p, oids, 18);
     for (size_t i = 0; i < n; i++) {
         s_item_t *it = &b.items[i];
         if (it->failed)
             continue;
         char officers[CASE_OFFICERS_MAX * (CASE_CODE_MAX + 1) + 1];
         size_t ol = 0;
-        for (size_t k = 0; k < it->nofficers; k++)
-            ol += (size_t)snprintf(officers + ol, sizeof officers - ol, "%s%s", k ? "\x1f" : "",
-                                   it->officers[k]);
-        pgarray_int8(&p.a[0], ids[i]);
-        pgarray_str(&p.a[1], it->agency);
-        pgarray_str(&p.a[2], it->case_no);
-        pgarray_str(&p.a[3], PQgetvalue(mr, it->mi, 2));
-        pgarray_str(&p.a[4], it->matter_code);
-        pgarray_int4(&p.a[5], it->version);
-        pgarray_str(&p.a[6], s_party_kinds[it->party_kind]);
-        pgarray_text(&p.a[7], it->party_name.p, it->party_name.n);
-        pgarray_str(&p.a[8], s_id_types[it->id_type]);
-        pgarray_str(&p.a[9], it->id_no);
+        for (size_t k = 0; k < it->nofficers; k++) {
+            size_t len = strlen(it->officers[k]);
+            if (k)
+                officers[ol++] = '\x1f';
+            memcpy(officers + ol, it->officers[k], len);
+            ol += len;
+        }
+        pgarray_str(&p.a[0], it->agency);
+        pgarray_str(&p.a[1], it->case_no);
+        pgarray_str(&p.a[2], PQgetvalue(mr, it->mi, 2));
+        pgarray_str(&p.a[3], it->matter_code);
+        pgarray_int4(&p.a[4], it->version);
+        pgarray_str(&p.a[5], s_party_kinds[it->party_kind]);
+        pgarray_text(&p.a[6], it->party_name.p, it->party_name.n);
+        pgarray_str(&p.a[7], s_id_types[it->id_type]);
+        pgarray_str(&p.a[8], it->id_no);
         if (it->summary.p)
-            pgarray_text(&p.a[10], it->summary.p, it->summary.n);
+            pgarray_text(&p.a[9], it->summary.p, it->summary.n);
         else
-            pgarray_null(&p.a[10]);
-        pgarray_bool(&p.a[11], it->on_site);
-        pgarray_date(&p.a[12], it->act_date);
-        pgarray_text(&p.a[13], officers, ol);
-        pgarray_date(&p.a[14], it->opened_on);
-        pgarray_str(&p.a[15], rpc_req_identity(it->req));
-        pgarray_date(&p.a[16], it->due);
-        pgarray_date(&p.a[17], it->warn_on);
-        pgarray_bool(&p.a[18], it->uncovered);
+            pgarray_null(&p.a[9]);
+        pgarray_bool(&p.a[10], it->on_site);
+        pgarray_date(&p.a[11], it->act_date);
+        pgarray_text(&p.a[12], officers, ol);
+        pgarray_date(&p.a[13], it->opened_on);
+        pgarray_str(&p.a[14], rpc_req_identity(it->req));
+        pgarray_date(&p.a[15], it->due);
+        pgarray_date(&p.a[16], it->warn_on);
+        pgarray_bool(&p.a[17], it->uncovered);
     }
     r = s_params_exec(db, &p, "case_open", s_open_sql, 0);
     s_params_free(&p);
     if (!r)
         goto done;
-    size_t ninserted = (size_t)PQntuples(r);
-    for (size_t k = 0; k < ninserted && k < count; k++)
-        inserted[k] = strtoll(PQgetvalue(r, (int)k, 0), NULL, 10);
-    qsort(inserted, ninserted, sizeof *inserted, s_cmp_i64);
+    for (int row = 0; row < PQntuples(r); row++) {
+        long i = PQgetlength(r, row, 1) == EVMSG_AGENCY_LEN
+                     ? s_find_case_key(keys, nkeys, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2))
+                     : -1;
+        if (i < 0) {
+            log_error("case_ops: an inserted case matches no request", "case_no=%s",
+                      PQgetvalue(r, row, 2));
+            goto done;
+        }
+        ids[i] = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    }
     for (size_t i = 0; i < n; i++) {
         s_item_t *it = &b.items[i];
         if (it->failed)
             continue;
-        if (!bsearch(&ids[i], inserted, ninserted, sizeof *inserted, s_cmp_i64)) {
-            char en[200], zh[200];
-            snprintf(en, sizeof en, "case_no %s is already used by a case of this agency",
-                     it->case_no);
-            snprintf(zh, sizeof zh, "本机关已有案件编号为%s的案件", it->case_no);
-            s_fail(it, "case_exists", "body.case_no", zh, en);
+        if (ids[i] == 0) {
+            s_fail_case_exists(it);
             continue;
         }
         s_open_done(&b, it, ids[i], PQgetvalue(mr, it->mi, 2));
@@ -1158,7 +1221,7 @@ done:
     PQclear(r);
     PQclear(mr);
     free(ids);
-    free(inserted);
+    free(keys);
     s_batch_free(&b);
     return rc;
 }

@@ -22,6 +22,7 @@
  * Exit 78 on bad settings, naming every bad variable; 1 when start-up fails. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -64,6 +65,38 @@ s_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The relay runs in its own thread with its own connection and PUB socket (used by no
+ * other thread), so that reading and publishing the committed events overlaps with the
+ * request loop's next turn instead of lengthening it. */
+typedef struct {
+    bus_relay_t *relay;
+    ops_metric_t *m_seq; /* the last seq published (a gauge) */
+    atomic_bool stop;
+    pthread_t thread;
+    bool running;
+} s_relay_thread_t;
+
+#define S_RELAY_WAIT_MAX_MS 200 /* the thread notices stop at least this often */
+
+static void *
+s_relay_main(void *arg)
+{
+    s_relay_thread_t *t = arg;
+    while (!atomic_load(&t->stop)) {
+        int wait = bus_relay_step(t->relay, s_mono_ms());
+        ops_set(t->m_seq, (double)bus_relay_stats(t->relay).last_seq);
+        if (wait < 0 || wait > S_RELAY_WAIT_MAX_MS)
+            wait = S_RELAY_WAIT_MAX_MS;
+        int fd = bus_relay_fd(t->relay);
+        zmq_pollitem_t item = {NULL, fd, ZMQ_POLLIN, 0};
+        if (fd >= 0 && bus_relay_stats(t->relay).leader)
+            zmq_poll(&item, 1, wait);
+        else
+            zmq_poll(NULL, 0, wait);
+    }
+    return NULL;
 }
 
 /* Reads every setting; each bad or missing one adds a line to config_error. */
@@ -212,6 +245,7 @@ main(void)
     deadlines_t *dl = NULL;
     void *pub = NULL, *sub = NULL, *hb = NULL;
     s_heard_t heard = {0};
+    s_relay_thread_t rt = {0};
     db_t *db_rpc = NULL, *db_relay = NULL, *db_review = NULL, *db_dl = NULL;
     char dir[3][4200];
 
@@ -309,20 +343,25 @@ main(void)
     log_info("intake started", "bind=%s ops_port=%d broker_pub=%s broker_sub=%s", c.bind,
              ops_port(ops), c.broker_pub, c.broker_sub);
 
-    int relay_wait = 0;
-    int64_t relay_due = s_mono_ms();
+    rt.relay = relay;
+    rt.m_seq = ops_gauge(ops, "sx_intake_relay_published_seq", NULL,
+                         "The last seq of the intake stream the relay published.");
+    atomic_init(&rt.stop, false);
+    if (pthread_create(&rt.thread, NULL, s_relay_main, &rt) != 0) {
+        log_error("relay thread not started", "error=%s", strerror(errno));
+        goto done;
+    }
+    rt.running = true;
     for (bool stop = false; !stop;) {
-        zmq_pollitem_t items[5] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
                                    {sub, 0, ZMQ_POLLIN, 0},
                                    {hb, 0, ZMQ_POLLIN, 0},
-                                   {NULL, sigfd, ZMQ_POLLIN, 0},
-                                   {NULL, bus_relay_fd(relay), ZMQ_POLLIN, 0}};
-        int n = items[4].fd >= 0 ? 5 : 4;
+                                   {NULL, sigfd, ZMQ_POLLIN, 0}};
         int64_t now = s_mono_ms();
-        int64_t wait = relay_due - now;
+        int64_t wait = 1000;
         if (!review_started && review_retry - now < wait)
             wait = review_retry - now;
-        if (zmq_poll(items, n,
+        if (zmq_poll(items, 4,
                      wait < 0      ? 0
                      : wait > 1000 ? 1000
                                    : (long)wait) < 0 &&
@@ -342,10 +381,6 @@ main(void)
         if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = s_mono_ms();
-        if ((n == 5 && (items[4].revents & ZMQ_POLLIN)) || now >= relay_due) {
-            relay_wait = bus_relay_step(relay, now);
-            relay_due = now + (relay_wait < 0 ? 200 : relay_wait);
-        }
         if (items[1].revents & ZMQ_POLLIN && review_started)
             bus_sub_step(review);
         if (!review_started && now >= review_retry) {
@@ -358,6 +393,10 @@ main(void)
     log_info("intake stopping", "signal=%s", "term");
     rc = 0;
 done:
+    if (rt.running) {
+        atomic_store(&rt.stop, true);
+        pthread_join(rt.thread, NULL);
+    }
     deadlines_destroy(&dl);
     bus_sub_destroy(&review);
     bus_relay_destroy(&relay);

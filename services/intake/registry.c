@@ -904,7 +904,8 @@ done:
 }
 
 /* The accepted puts into registry_change (one statement) and their events into the
- * outbox (bus_emit_batch); then their replies. Returns 0 or -1 (database). */
+ * outbox (bus_emit_batch_seq: sequenced as written, so that the events of one turn keep
+ * its order, with the case ops' events); then their replies. Returns 0 or -1 (database). */
 static int
 s_record(db_t *db, const s_list_t *L, s_put_t *puts, size_t n)
 {
@@ -968,7 +969,7 @@ s_record(db_t *db, const s_list_t *L, s_put_t *puts, size_t n)
         goto done;
     PQclear(r);
     evmsg_err_t err = {{0}, {0}};
-    if (bus_emit_batch(db, INTAKE_SCHEMA, ev, ne, &err) < 0) {
+    if (bus_emit_batch_seq(db, INTAKE_SCHEMA, ev, ne, &err) < 0) {
         if (err.reason[0]) {
             char why[256];
             log_error("registry: event refused", "list=%s reason=%s", L->list,

@@ -12,6 +12,7 @@
 #   acks_per_s             ok replies per second in the measured window
 #   p50_ack_ms, p99_ack_ms send -> ok reply, per request
 #   pg_single_insert_tps   pgbench -c 16 -j 2, one INSERT per transaction, 10 s
+#   wal_bytes_per_case     WAL written during the load / cases committed (repeatable)
 set -euo pipefail
 B=${SX_BIN:?}
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -89,17 +90,28 @@ cat >"$K/body.json" <<JSON
 JSON
 
 echo "bench-intake: 16 clients x 16 in flight, ${warm} s warm-up, ${secs} s measured, fsync on" >&2
+lsn0=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 line=$("$B/benchload" -c 16 -i 16 -w "$warm" -d "$secs" "$rpc_ep" "$ipub" "$K")
+lsn1=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 echo "benchload: $line" >&2
 get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 acks=$(get acks_per_s) p50=$(get p50_ack_ms) p99=$(get p99_ack_ms) errors=$(get errors)
+# Events committed but not yet published when the load stopped: case events get their
+# seq as they are written (bus_emit_batch_seq), and the relay thread publishes them; its
+# last published seq is a gauge on the ops endpoint.
+published=$(curl -s "http://127.0.0.1:$ops_port/metrics" | awk '$1 == "sx_intake_relay_published_seq" {printf "%d", $2}')
+head_seq=$("${PSQL[@]}" -c "SELECT last_seq FROM intake.bus_head")
+unpublished=$((head_seq - ${published:-0}))
 cases=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.cases")
 events=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE topic LIKE 'case.opened.%'")
 [ "$cases" = "$events" ] || { echo "bench-intake: $cases cases but $events case.opened events" >&2; exit 1; }
-# Events the relay had not yet sequenced when the load stopped: acks that outrun the
-# event stream would show here (the relay throttles the loop when it falls behind).
+# Events written without a seq (bus_emit: the deadline events) that the relay had not
+# yet sequenced.
 backlog=$("${PSQL[@]}" -c "SELECT count(*) FROM intake.outbox WHERE seq IS NULL")
 kill -0 "$ipid" 2>/dev/null || { echo "bench-intake: sx-intake died" >&2; exit 1; }
+# WAL written per committed case over the whole run (warm-up included): repeatable where
+# the wall-clock figures are not, on a shared machine.
+wal=$("${PSQL[@]}" -c "SELECT round(pg_wal_lsn_diff('$lsn1', '$lsn0') / greatest($cases, 1))")
 
 # Reference: pgbench one-row insert transactions, 16 clients, same server, same run.
 "${PSQL[@]}" -c "CREATE TABLE IF NOT EXISTS bench_ref (id bigserial PRIMARY KEY, v int, t text)"
@@ -114,8 +126,10 @@ printf '%-24s %14.2f %10s\n' p99_ack_ms "$p99" "<=25"
 printf '%-24s %14.0f %10s\n' pg_single_insert_tps "$pgtps" "(ref)"
 printf '%-24s %14.2f %10s\n' acks_vs_pgbench "$(echo "$acks / $pgtps" | bc -l)" ""
 printf '%-24s %14s %10s\n' error_replies "$errors" "0"
+printf '%-24s %14s %10s\n' wal_bytes_per_case "$wal" ""
 printf '%-24s %14s %10s\n' cases_committed "$cases" ""
 printf '%-24s %14s %10s\n' events_unsequenced "$backlog" "(~0)"
+printf '%-24s %14s %10s\n' events_unpublished "$unpublished" "(~0)"
 cat >"$out" <<JSON
 {
   "clients": 16,
@@ -126,6 +140,8 @@ cat >"$out" <<JSON
   "p50_ack_ms": $p50,
   "p99_ack_ms": $p99,
   "error_replies": $errors,
+  "events_unpublished": $unpublished,
+  "wal_bytes_per_case": $wal,
   "pg_single_insert_tps": $(printf '%.0f' "$pgtps"),
   "targets": {"acks_per_s": 20000, "p99_ack_ms": 25}
 }

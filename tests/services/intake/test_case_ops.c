@@ -1008,6 +1008,60 @@ test_other_agency_forbidden(void **state)
     rpc_client_destroy(&off);
 }
 
+/* case.open requests that land in one turn: a case_no already taken, or taken by an
+ * earlier request of the same turn, is refused `case_exists`; the others open. */
+static void
+test_case_no_repeated_in_one_batch(void **state)
+{
+    fx_t *fx = *state;
+    s_open(fx, "REP-0", "PEN-1", "2019-09-27");
+    s_pause(fx);
+    static const char *const nos[5] = {"REP-1", "REP-1", "REP-0", "REP-2", "REP-1"};
+    for (int i = 0; i < 5; i++) {
+        char body[512], rid[16];
+        snprintf(rid, sizeof rid, "rep-%d", i);
+        snprintf(body, sizeof body,
+                 "{\"case_no\": \"%s\", \"matter_code\": \"PEN-1\", \"party\": " PARTY_ORG
+                 ", \"opened_on\": \"2019-09-27\"}",
+                 nos[i], s_uscc());
+        json_t *j = json_loads(body, 0, NULL);
+        assert_non_null(j);
+        msgpack_sbuffer sb, req;
+        msgpack_sbuffer_init(&sb);
+        msgpack_sbuffer_init(&req);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        s_pack_json(&pk, j);
+        json_decref(j);
+        assert_int_equal(rpc_request_pack(&req, "case.open", rid, sb.data, sb.size), 0);
+        assert_int_equal(rpc_client_send(fx->ca, req.data, req.size), 0);
+        msgpack_sbuffer_destroy(&sb);
+        msgpack_sbuffer_destroy(&req);
+    }
+    usleep(100000); /* all five wait at the server */
+    s_resume(fx);
+    char got[5][64] = {{0}};
+    for (int k = 0; k < 5; k++) {
+        rpc_reply_t r;
+        evmsg_err_t err = {{0}, {0}};
+        assert_int_equal(rpc_client_recv(fx->ca, 5000, &r, &err), 1);
+        int i = atoi(r.rid + 4);
+        assert_true(i >= 0 && i < 5);
+        snprintf(got[i], sizeof got[i], "%s", r.ok ? "ok" : r.code);
+        if (!r.ok)
+            assert_string_equal(r.field, "body.case_no");
+        rpc_reply_clear(&r);
+    }
+    assert_string_equal(got[0], "ok");
+    assert_string_equal(got[1], "case_exists");
+    assert_string_equal(got[2], "case_exists");
+    assert_string_equal(got[3], "ok");
+    assert_string_equal(got[4], "case_exists");
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases"), 3);
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.case_deadline"), 3);
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.outbox"), 3);
+}
+
 /* Several requests on one case sent without waiting land in one turn (or a few) and apply
  * in arrival order. */
 static void
@@ -1291,6 +1345,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_discretion_band, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_inspection, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_other_agency_forbidden, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_case_no_repeated_in_one_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_same_case_in_one_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_since, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_of_300_opens, s_setup, s_teardown),
