@@ -494,3 +494,40 @@ timer_error(const timers_t *self)
     assert(self);
     return self->err;
 }
+
+int
+timer_claim_each(timers_t *self, int64_t now_ms, timer_fired_t *buf, int batch, int rounds,
+                 timer_claim_t *c)
+{
+    assert(self && buf && c && c->fire && batch > 0 && batch <= TIMER_CLAIM_MAX);
+    for (int round = 0; round < rounds; round++) {
+        int n = timer_claim_due(self, now_ms, buf, batch);
+        if (n < 0) {
+            if (c->fail)
+                c->fail(c->arg, "claim");
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            c->fired++;
+            int64_t due = 0;
+            timer_fire_t o = c->fire(c->arg, &buf[i], now_ms, &due);
+            if (o == TIMER_FIRE_RETRY) {
+                c->retried++;
+                continue; /* the lease runs out and it fires again */
+            }
+            if (o == TIMER_FIRE_MOVED) {
+                c->moved++;
+                if (timer_arm(self, buf[i].kind, buf[i].key, due) < 0) {
+                    if (c->fail)
+                        c->fail(c->arg, "arm moved deadline");
+                    continue;
+                }
+            }
+            if (timer_done(self, buf[i].kind, buf[i].key) < 0 && c->fail)
+                c->fail(c->arg, "done");
+        }
+        if (n < batch)
+            break;
+    }
+    return 0;
+}

@@ -129,6 +129,39 @@ typedef int(timer_source_fn)(void *arg, timer_batch_t *batch);
  * timer_error (fn failed, or Redis did): timer_needs_rearm then stays true. */
 long timer_rearm(timers_t *self, timer_source_fn *fn, void *arg);
 
+/* What a timer_fire_fn did with one claimed timer. */
+typedef enum {
+    TIMER_FIRE_DONE,  /* handled, or nothing is due any more: timer_done follows */
+    TIMER_FIRE_RETRY, /* failed: it stays leased and fires again when the lease ends */
+    TIMER_FIRE_MOVED  /* its moment moved: armed again at *due_ms, then timer_done */
+} timer_fire_t;
+
+/* Handles one claimed timer (idempotently: the same firing may come twice). */
+typedef timer_fire_t(timer_fire_fn)(void *arg, const timer_fired_t *f, int64_t now_ms,
+                                    int64_t *due_ms);
+
+/* Told of each Redis failure in timer_claim_each: what is "claim", "arm moved deadline"
+ * or "done" (timer_error has the reason). */
+typedef void(timer_fail_fn)(void *arg, const char *what);
+
+/* A claim run: the handlers, and what the run counted (added to, never reset). */
+typedef struct {
+    timer_fire_fn *fire; /* required */
+    timer_fail_fn *fail; /* may be NULL */
+    void *arg;           /* passed to both */
+    uint64_t fired;      /* timers handed to fire */
+    uint64_t retried;    /* ... that answered TIMER_FIRE_RETRY */
+    uint64_t moved;      /* ... that answered TIMER_FIRE_MOVED */
+} timer_claim_t;
+
+/* The claim loop every deadline keeper runs: claims the timers due at now_ms, batch
+ * (1..TIMER_CLAIM_MAX) at a time into buf, for at most rounds rounds (fewer when a claim
+ * returns less than batch), hands each to c->fire and ends it as fire answered. A failed
+ * claim ends the run; a failed arm or done is reported and the run goes on (the timer
+ * fires again when its lease ends). Returns 0, or -1 when a claim failed. */
+int timer_claim_each(timers_t *self, int64_t now_ms, timer_fired_t *buf, int batch, int rounds,
+                     timer_claim_t *c);
+
 /* True until a timer_rearm succeeds, and again after any reconnect to Redis (the server
  * may have restarted empty) or when a claim finds the armed mark gone (a FLUSHALL). */
 bool timer_needs_rearm(const timers_t *self);

@@ -13,11 +13,8 @@
  * Signals: SIGTERM/SIGINT stop (exit 0); SIGHUP reloads SX_KEYS_FILE (a bad file keeps
  * the old keys). Exit 78 on bad settings, 1 when start-up fails. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
 
 #include <zmq.h>
 
@@ -26,6 +23,7 @@
 #include "log.h"
 #include "ops.h"
 #include "proxy.h"
+#include "service.h"
 #include "zap.h"
 #include "zsock.h"
 
@@ -65,25 +63,6 @@ s_read_config(config_t *cfg, s_config_t *c)
     return 0;
 }
 
-/* Loads SX_KEYS_FILE into zap; a bad file leaves zap's table as it was. */
-static int
-s_load_keys(zap_t *zap, const char *path, ops_metric_t *ok, ops_metric_t *bad, ops_metric_t *n)
-{
-    char err[512];
-    keys_t *keys = keys_load(path, err, sizeof err);
-    if (!keys) {
-        log_error("key file not loaded; keeping the previous keys", "error=%s", err);
-        ops_inc(bad);
-        return -1;
-    }
-    size_t count = keys_count(keys);
-    zap_set_keys(zap, &keys);
-    log_info("key file loaded", "path=%s keys=%zu", path, count);
-    ops_inc(ok);
-    ops_set(n, (double)count);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -95,28 +74,16 @@ main(void)
     }
     log_init("broker", c.level);
 
-    /* Signals arrive on a descriptor polled with the sockets: no handler, no globals. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-
     char err[512] = "";
     char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1];
     int rc = 1;
-    void *ctx = zmq_ctx_new();
+    service_t *svc = service_new("broker", c.keys_file, NULL);
     ops_t *ops = NULL;
-    zap_t *zap = NULL;
     proxy_t *proxy = NULL;
     void *xsub = NULL, *xpub = NULL;
 
-    if (sigfd < 0) {
-        log_error("signalfd failed", "error=%s", strerror(errno));
+    if (!svc)
         goto done;
-    }
     if (c.key_file) {
         if (keys_read_pair(c.key_file, pub, sec, err, sizeof err) != 0) {
             log_error("broker key not read", "error=%s", err);
@@ -130,9 +97,9 @@ main(void)
         goto done;
     }
     const char *rl = "sx_broker_key_reloads_total", *rlh = "Key file loads, by result";
-    ops_metric_t *m_load_ok = ops_counter(ops, rl, "result=\"ok\"", rlh);
-    ops_metric_t *m_load_bad = ops_counter(ops, rl, "result=\"error\"", rlh);
-    ops_metric_t *m_keys = ops_gauge(ops, "sx_broker_keys", NULL, "Keys in the key table");
+    svc->m_load_ok = ops_counter(ops, rl, "result=\"ok\"", rlh);
+    svc->m_load_bad = ops_counter(ops, rl, "result=\"error\"", rlh);
+    svc->m_keys = ops_gauge(ops, "sx_broker_keys", NULL, "Keys in the key table");
     ops_metric_t *m_admit = ops_counter(ops, "sx_broker_connections_admitted_total", NULL,
                                         "Connections admitted by ZAP");
     ops_metric_t *m_refuse = ops_counter(ops, "sx_broker_connections_refused_total", NULL,
@@ -140,7 +107,8 @@ main(void)
                                          "identity not allowed on that side)");
 
     /* The ZAP handler first: no server socket exists without it. */
-    if (!(zap = zap_new(ctx, err, sizeof err))) {
+    zap_t *zap = svc->zap = zap_new(svc->ctx, err, sizeof err);
+    if (!zap) {
         log_error("zap handler not started", "error=%s", err);
         goto done;
     }
@@ -148,8 +116,10 @@ main(void)
     zap_allow(zap, "pub", "svc:");
     zap_allow(zap, "sub", "svc:");
     zap_allow(zap, "sub", "dept:");
-    if (s_load_keys(zap, c.keys_file, m_load_ok, m_load_bad, m_keys) != 0)
+    if (service_load_keys(svc, err, sizeof err) != 0) {
+        log_error("key file not loaded; keeping the previous keys", "error=%s", err);
         goto done;
+    }
 
     /* XSUB reads frames up to 4x the system limit so an oversized one is counted and
      * dropped here; past that libzmq drops the connection. XPUB reads only subscriptions,
@@ -158,9 +128,9 @@ main(void)
     zsock_limits_t sub_side = {200, c.sndhwm, 10000, 4096};
     zsock_limits_t pub_side = {200, 10000, 10000, 4 * (int64_t)ZSOCK_MAXMSGSIZE};
     int one = 1;
-    xsub = zsock_server(ctx, ZMQ_XSUB, zap, "pub", sec, &pub_side, err, sizeof err);
+    xsub = zsock_server(svc->ctx, ZMQ_XSUB, zap, "pub", sec, &pub_side, err, sizeof err);
     if (xsub)
-        xpub = zsock_server(ctx, ZMQ_XPUB, zap, "sub", sec, &sub_side, err, sizeof err);
+        xpub = zsock_server(svc->ctx, ZMQ_XPUB, zap, "sub", sec, &sub_side, err, sizeof err);
     if (!xsub || !xpub || zmq_setsockopt(xpub, ZMQ_XPUB_MANUAL, &one, sizeof one) != 0) {
         log_error("sockets not made", "error=%s", err[0] ? err : zmq_strerror(zmq_errno()));
         goto done;
@@ -179,21 +149,14 @@ main(void)
     log_info("broker started", "pub=%s sub=%s ops_port=%d", c.pub_bind, c.sub_bind, ops_port(ops));
 
     zmq_pollitem_t items[3] = {
-        {xsub, 0, ZMQ_POLLIN, 0}, {xpub, 0, ZMQ_POLLIN, 0}, {NULL, sigfd, ZMQ_POLLIN, 0}};
+        {xsub, 0, ZMQ_POLLIN, 0}, {xpub, 0, ZMQ_POLLIN, 0}, {NULL, svc->sigfd, ZMQ_POLLIN, 0}};
     for (bool stop = false; !stop;) {
         if (zmq_poll(items, 3, -1) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[2].revents & ZMQ_POLLIN) {
-            struct signalfd_siginfo si;
-            while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo == SIGHUP)
-                    s_load_keys(zap, c.keys_file, m_load_ok, m_load_bad, m_keys);
-                else
-                    stop = true;
-            }
-        }
+        if (items[2].revents & ZMQ_POLLIN)
+            stop = service_signals(svc);
         if (items[1].revents & ZMQ_POLLIN)
             proxy_on_subscribe(proxy, 1000);
         if (items[0].revents & ZMQ_POLLIN)
@@ -206,13 +169,10 @@ done:
         proxy_set_ready(proxy, false);
     zsock_close(&xsub);
     zsock_close(&xpub);
-    zap_destroy(&zap);
-    zmq_ctx_term(ctx);
+    service_destroy(&svc);
     ops_destroy(&ops);
     proxy_destroy(&proxy);
     explicit_bzero(sec, sizeof sec);
-    if (sigfd >= 0)
-        close(sigfd);
     config_destroy(&cfg);
     return rc;
 }

@@ -26,12 +26,9 @@
  * Signals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP reloads SX_KEYS_FILE.
  * Exit 78 on bad settings, naming every bad variable; 1 when start-up fails. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <zmq.h>
 
@@ -39,11 +36,11 @@
 #include "config.h"
 #include "creditpush.h"
 #include "deliver.h"
-#include "keys.h"
 #include "log.h"
 #include "opsrpc.h"
 #include "push.h"
 #include "queue.h"
+#include "service.h"
 #include "timer.h"
 #include "util.h"
 #include "zsock.h"
@@ -55,28 +52,16 @@
 #define S_CURL_FDS     16    /* sockets of the POSTs in flight polled beside ours */
 
 typedef struct {
-    const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas;
-    const char *broker_pub, *broker_sub, *broker_key;
+    service_config_t s; /* the settings every service reads (service.h) */
     const char *credit_url, *credit_token, *credit_key, *credit_ca;
-    int ops_port;
     push_config_t push;
     long timeout_ms;
-    log_level_t level;
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1];
 } s_config_t;
 
 static void
 s_read_config(config_t *cfg, s_config_t *c)
 {
-    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-    c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
-    c->redis_url = config_str(cfg, "SX_REDIS_URL", NULL);
-    c->bind = config_str(cfg, "SX_CREDITPUSH_BIND", "tcp://127.0.0.1:7751");
-    c->key_file = config_str(cfg, "SX_KEY_FILE", NULL);
-    c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
-    c->broker_pub = config_str(cfg, "SX_BROKER_PUB", NULL);
-    c->broker_sub = config_str(cfg, "SX_BROKER_SUB", NULL);
-    c->broker_key = config_str(cfg, "SX_BROKER_PUBLIC_KEY", NULL);
+    service_config_read(cfg, &c->s, "SX_CREDITPUSH_BIND", "tcp://127.0.0.1:7751", 9106, true);
     c->credit_url = config_str(cfg, "SX_CREDIT_URL", NULL);
     c->credit_token = config_str(cfg, "SX_CREDIT_TOKEN", NULL);
     c->credit_key = config_str(cfg, "SX_CREDIT_HMAC_KEY", NULL);
@@ -86,18 +71,7 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->timeout_ms = (long)config_int(cfg, "SX_CREDIT_TIMEOUT_MS", 10000, 100, 600000);
     c->push.backoff_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MS", 1000, 10, 3600000);
     c->push.backoff_max_ms = config_int(cfg, "SX_CREDIT_BACKOFF_MAX_MS", 300000, 10, 86400000);
-    c->ops_bind = config_str(cfg, "SX_OPS_BIND", "127.0.0.1");
-    c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9106, 0, 65535);
-    c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
-    c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    const char *required[][2] = {{"SX_PG_URL", c->pg_url},
-                                 {"SX_REDIS_URL", c->redis_url},
-                                 {"SX_KEY_FILE", c->key_file},
-                                 {"SX_KEYS_FILE", c->keys_file},
-                                 {"SX_BROKER_PUB", c->broker_pub},
-                                 {"SX_BROKER_SUB", c->broker_sub},
-                                 {"SX_BROKER_PUBLIC_KEY", c->broker_key},
-                                 {"SX_CREDIT_URL", c->credit_url},
+    const char *required[][2] = {{"SX_CREDIT_URL", c->credit_url},
                                  {"SX_CREDIT_TOKEN", c->credit_token},
                                  {"SX_CREDIT_HMAC_KEY", c->credit_key}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
@@ -108,27 +82,10 @@ s_read_config(config_t *cfg, s_config_t *c)
         strncmp(c->credit_url, "http://localhost", 16) != 0)
         config_fail(cfg, "SX_CREDIT_URL", "%s",
                     "https:// (plain http only on loopback, for tests)");
-    if (c->broker_key && !keys_z85_valid(c->broker_key))
-        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
-    char err[512];
-    if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        config_fail(cfg, "SX_KEY_FILE", "%s", err);
+    service_config_check(cfg, &c->s);
     struct stat st;
-    if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
     if (c->credit_ca && (stat(c->credit_ca, &st) != 0 || !S_ISREG(st.st_mode)))
         config_fail(cfg, "SX_CREDIT_CA", "%s", "not a file");
-}
-
-static int
-s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
-{
-    keys_t *keys = keys_load(path, err, errlen);
-    if (!keys)
-        return -1;
-    zap_set_keys(zap, &keys);
-    log_info("key file loaded", "path=%s", path);
-    return 0;
 }
 
 /* The retry timer's deadline from Postgres, for timer_rearm. */
@@ -230,12 +187,9 @@ main(void)
         return 1;
     }
     s_read_config(cfg, &c);
-    keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
-    if (c.keys_file && !keys)
-        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
-    keys_destroy(&keys);
-    timers_t *timers = c.redis_url ? timers_new(c.redis_url, "creditpush", err, sizeof err) : NULL;
-    if (c.redis_url && !timers)
+    timers_t *timers =
+        c.s.redis_url ? timers_new(c.s.redis_url, "creditpush", err, sizeof err) : NULL;
+    if (c.s.redis_url && !timers)
         config_fail(cfg, "SX_REDIS_URL", "%s", err);
     push_t *push = NULL;
     if (!config_error(cfg)) {
@@ -247,80 +201,56 @@ main(void)
     if (config_error(cfg)) {
         fprintf(stderr, "sx-creditpush: bad settings:\n%s\n", config_error(cfg));
         timers_destroy(&timers);
-        explicit_bzero(c.sec, sizeof c.sec);
+        explicit_bzero(c.s.sec, sizeof c.s.sec);
         config_destroy(&cfg);
         return 78;
     }
-    log_init("creditpush", c.level);
-
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    log_init("creditpush", c.s.level);
 
     int rc = 1;
-    void *ctx = zmq_ctx_new();
+    service_t *svc = service_new("creditpush", c.s.keys_file, &c.s);
     ops_t *ops = NULL;
-    zap_t *zap = NULL;
     rpc_server_t *rpc = NULL;
     bus_sub_t *bsub = NULL;
     void *sub = NULL;
     db_t *db_rpc = NULL, *db_sub = NULL, *db_push = NULL;
-    char dir[3][4200];
     queue_app_t app = {true, 0, 0};
     ops_metric_t *m[4] = {NULL, NULL, NULL, NULL};
 
-    if (sigfd < 0) {
-        log_error("signalfd failed", "error=%s", strerror(errno));
+    if (!svc)
         goto done;
-    }
-    if (!(db_rpc = db_open(c.pg_url, "sx-creditpush", 30000)) ||
-        !(db_sub = db_open(c.pg_url, "sx-creditpush-publication", 30000)) ||
-        !(db_push = db_open(c.pg_url, "sx-creditpush-deliver", 30000)))
+    if (!(db_rpc = db_open(c.s.pg_url, "sx-creditpush", 30000)) ||
+        !(db_sub = db_open(c.s.pg_url, "sx-creditpush-publication", 30000)) ||
+        !(db_push = db_open(c.s.pg_url, "sx-creditpush-deliver", 30000)))
         goto done;
-    snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
-    snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);
-    snprintf(dir[2], sizeof dir[2], "%s/sql/creditpush", c.schemas);
-    if (bus_migrate(db_rpc, CP_SCHEMA, dir[0]) < 0 || rpc_migrate(db_rpc, CP_SCHEMA, dir[1]) < 0 ||
-        db_migrate(db_rpc, CP_SCHEMA, dir[2]) < 0) {
-        log_error("migrations failed", "error=%s", db_error(db_rpc));
+    if (service_migrate(db_rpc, CP_SCHEMA, c.s.schemas, "creditpush") < 0)
         goto done;
-    }
     if (queue_prepare(db_sub) < 0 || queue_prepare(db_push) < 0 || opsrpc_prepare(db_rpc) < 0) {
         log_error("statements not prepared", "error=%s", "see above");
         goto done;
     }
-    if (!(ops = ops_new(c.ops_bind, c.ops_port, err, sizeof err))) {
-        log_error("ops endpoint not started", "error=%s", err);
+    if (!(ops = service_ops(c.s.ops_bind, c.s.ops_port, c.s.pg_url, c.s.redis_url)))
         goto done;
-    }
-    ops_check(ops, "postgres", ops_check_postgres, (void *)c.pg_url);
-    ops_check(ops, "redis", ops_check_redis, (void *)c.redis_url);
     m[0] = ops_counter(ops, "sx_creditpush_sent_total", NULL, "records the platform took");
     m[1] = ops_counter(ops, "sx_creditpush_dead_total", NULL, "records dead-lettered on push");
     m[2] = ops_counter(ops, "sx_creditpush_retried_total", NULL, "records to be tried again");
     m[3] = ops_gauge(ops, "sx_creditpush_queue_depth", NULL,
                      "items waiting for the platform (state queued)");
 
-    if (!(zap = zap_new(ctx, err, sizeof err)) || zap_allow(zap, "creditpush", "svc:") < 0 ||
-        s_load_keys(zap, c.keys_file, err, sizeof err) < 0) {
+    if (service_zap(svc, (const char *const[]){"svc:", NULL}, NULL, err, sizeof err) < 0) {
         log_error("zap handler not started", "error=%s", err);
         goto done;
     }
-    rpc = rpc_server_new(ctx, zap, "creditpush", c.sec, c.bind, db_rpc, CP_SCHEMA, err, sizeof err);
+    rpc = rpc_server_new(svc->ctx, svc->zap, "creditpush", c.s.sec, c.s.bind, db_rpc, CP_SCHEMA,
+                         err, sizeof err);
     if (!rpc || rpc_set_metrics(rpc, ops, "creditpush") < 0 || opsrpc_register(rpc, &app) < 0) {
-        log_error("request door not opened", "bind=%s error=%s", c.bind, err);
+        log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }
-    zsock_limits_t in = {0, 10000, 100000, ZSOCK_MAXMSGSIZE};
-    sub = zsock_client(ctx, ZMQ_SUB, c.broker_key, c.pub, c.sec, &in, err, sizeof err);
-    if (!sub || zsock_connect(sub, c.broker_sub, err, sizeof err) < 0 ||
-        !(bsub = bus_sub_new(db_sub, CP_SCHEMA, CP_PUB_STREAM, queue_prefixes, sub,
-                             queue_handle_one, &app))) {
-        log_error("publication subscriber not made", "broker=%s error=%s", c.broker_sub, err);
+    sub = service_sub(svc, err, sizeof err);
+    if (!sub || !(bsub = bus_sub_new(db_sub, CP_SCHEMA, CP_PUB_STREAM, queue_prefixes, sub,
+                                     queue_handle_one, &app))) {
+        log_error("publication subscriber not made", "broker=%s error=%s", c.s.broker_sub, err);
         goto done;
     }
     bus_sub_set_batch_handler(bsub, queue_handle);
@@ -329,7 +259,7 @@ main(void)
     bool started = bus_sub_start(bsub) == 0;
     s_deliverer_t dv = {push, db_push, timers, m, &app, c.push.batch, 0, false};
     int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0, safety = 0, gauge = 0;
-    log_info("creditpush started", "bind=%s ops_port=%d url=%s batch=%d", c.bind, ops_port(ops),
+    log_info("creditpush started", "bind=%s ops_port=%d url=%s batch=%d", c.s.bind, ops_port(ops),
              c.credit_url, c.push.batch);
 
     for (bool stop = false; !stop;) {
@@ -337,25 +267,17 @@ main(void)
          * holds neither (libcurl multi, deliver.h). */
         zmq_pollitem_t items[3 + S_CURL_FDS] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
                                                 {sub, 0, ZMQ_POLLIN, 0},
-                                                {NULL, sigfd, ZMQ_POLLIN, 0}};
+                                                {NULL, svc->sigfd, ZMQ_POLLIN, 0}};
         int nitems = 3 + push_pollitems(push, items + 3, S_CURL_FDS);
         int64_t now = util_mono_ms();
-        int64_t wait = app.pending && push_can_start(push) ? 0 : timer_due - now;
-        wait = wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
-        wait = push_wait_ms(push, (long)wait);
-        if (zmq_poll(items, nitems, (long)wait) < 0 && zmq_errno() != EINTR) {
+        long wait =
+            service_poll_ms(svc, app.pending && push_can_start(push) ? now : timer_due, now);
+        if (zmq_poll(items, nitems, push_wait_ms(push, wait)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[2].revents & ZMQ_POLLIN) {
-            struct signalfd_siginfo si;
-            while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo != SIGHUP)
-                    stop = true;
-                else if (s_load_keys(zap, c.keys_file, err, sizeof err) < 0)
-                    log_error("key file not loaded; keeping the previous keys", "error=%s", err);
-            }
-        }
+        if (items[2].revents & ZMQ_POLLIN)
+            stop = service_signals(svc);
         if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         if (items[1].revents & ZMQ_POLLIN && started)
@@ -395,16 +317,13 @@ done:
     bus_sub_destroy(&bsub);
     rpc_server_destroy(&rpc);
     zsock_close(&sub);
-    zap_destroy(&zap);
-    zmq_ctx_term(ctx);
+    service_destroy(&svc);
     ops_destroy(&ops);
     db_destroy(&db_rpc);
     db_destroy(&db_sub);
     db_destroy(&db_push);
     timers_destroy(&timers);
-    explicit_bzero(c.sec, sizeof c.sec);
-    if (sigfd >= 0)
-        close(sigfd);
+    explicit_bzero(c.s.sec, sizeof c.s.sec);
     config_destroy(&cfg);
     return rc;
 }

@@ -210,9 +210,11 @@ s_source(void *arg, timer_batch_t *batch)
     return 0;
 }
 
+/* timer_fail_fn: Redis failed; logged once an outage. */
 static void
-s_redis_failed(deadlines_t *self, const char *what)
+s_redis_failed(void *arg, const char *what)
 {
+    deadlines_t *self = arg;
     s_count(&self->errors, self->m_errors, 1);
     if (!self->redis_down)
         log_warn("deadlines: redis failed; retrying", "what=%s error=%s", what,
@@ -279,27 +281,26 @@ s_pack_event(msgpack_sbuffer *sb, int64_t id, PGresult *r, bool warning)
     }
 }
 
-typedef enum { S_DONE, S_RETRY, S_MOVED } s_outcome_t;
-
-/* One fired timer, in one transaction. S_MOVED sets *due to the new moment. */
-static s_outcome_t
-s_fire(deadlines_t *self, const timer_fired_t *f, int64_t now, int64_t *due)
+/* One fired timer, in one transaction. TIMER_FIRE_MOVED sets *due to the new moment. */
+static timer_fire_t
+s_fire(void *arg, const timer_fired_t *f, int64_t now, int64_t *due)
 {
+    deadlines_t *self = arg;
     char *end;
     errno = 0;
     long long id = strtoll(f->key, &end, 10);
     bool warning = strcmp(f->kind, "warning") == 0;
     if (errno || *end || id <= 0 || (!warning && strcmp(f->kind, "overdue") != 0)) {
         log_warn("deadlines: unknown timer dropped", "kind=%s key=%s", f->kind, f->key);
-        return S_DONE;
+        return TIMER_FIRE_DONE;
     }
     if (db_begin(self->db) < 0)
-        return S_RETRY;
+        return TIMER_FIRE_RETRY;
     const char *key = f->key;
     PGresult *r = db_exec_prepared(self->db, "dl_case", 1, &key, NULL, NULL, 0);
     if (!r)
         goto fail;
-    s_outcome_t out = S_DONE;
+    timer_fire_t out = TIMER_FIRE_DONE;
     date_t deadline, warn_on;
     if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 1), "t") != 0)
         goto commit; /* gone, or the decision was made: nothing is due any more */
@@ -309,7 +310,7 @@ s_fire(deadlines_t *self, const timer_fired_t *f, int64_t now, int64_t *due)
     *due = deadlines_due_ms(warning, deadline, warn_on);
     int64_t over_ms = deadlines_due_ms(false, deadline, warn_on);
     if (*due > now) { /* extended (延长期限) since the timer was armed */
-        out = S_MOVED;
+        out = TIMER_FIRE_MOVED;
         goto commit;
     }
     if (warning && now >= over_ms)
@@ -354,7 +355,7 @@ commit:
         /* Also DB_UNKNOWN: the timer fires again and the unique mark decides. */
         log_warn("deadlines: commit failed", "case_id=%lld error=%s", id, db_error(self->db));
         db_rollback(self->db);
-        return S_RETRY;
+        return TIMER_FIRE_RETRY;
     }
     return out;
 fail:
@@ -362,40 +363,18 @@ fail:
     log_warn("deadlines: firing failed; it fires again", "case_id=%lld kind=%s error=%s", id,
              f->kind, db_error(self->db));
     db_rollback(self->db);
-    return S_RETRY;
+    return TIMER_FIRE_RETRY;
 }
 
 static void
 s_claim(deadlines_t *self, int64_t now)
 {
     timer_fired_t f[64];
-    for (int round = 0; round < 16; round++) { /* at most 1024 firings a step */
-        int n = timer_claim_due(self->timers, now, f, 64);
-        if (n < 0) {
-            s_redis_failed(self, "claim");
-            return;
-        }
-        for (int i = 0; i < n; i++) {
-            s_count(&self->fired, self->m_fired, 1);
-            int64_t due = 0;
-            s_outcome_t o = s_fire(self, &f[i], now, &due);
-            if (o == S_RETRY) {
-                s_count(&self->errors, self->m_errors, 1);
-                continue; /* the lease runs out and it fires again */
-            }
-            if (o == S_MOVED) {
-                atomic_fetch_add(&self->moved, 1);
-                if (timer_arm(self->timers, f[i].kind, f[i].key, due) < 0) {
-                    s_redis_failed(self, "arm moved deadline");
-                    continue;
-                }
-            }
-            if (timer_done(self->timers, f[i].kind, f[i].key) < 0)
-                s_redis_failed(self, "done");
-        }
-        if (n < 64)
-            return;
-    }
+    timer_claim_t c = {s_fire, s_redis_failed, self, 0, 0, 0};
+    timer_claim_each(self->timers, now, f, 64, 16, &c); /* at most 1024 firings a step */
+    s_count(&self->fired, self->m_fired, c.fired);
+    s_count(&self->errors, self->m_errors, c.retried);
+    atomic_fetch_add(&self->moved, c.moved);
 }
 
 int

@@ -243,9 +243,11 @@ s_source(void *arg, timer_batch_t *batch)
     return 0;
 }
 
+/* timer_fail_fn: Redis failed; logged once an outage. */
 static void
-s_redis_failed(deadlines_t *self, const char *what)
+s_redis_failed(void *arg, const char *what)
 {
+    deadlines_t *self = arg;
     s_count(&self->n.errors, self->m_errors, 1);
     if (!self->redis_down)
         log_warn("deadlines: redis failed; retrying", "what=%s error=%s", what,
@@ -300,8 +302,6 @@ s_gauges(deadlines_t *self)
     PQclear(r);
 }
 
-typedef enum { S_DONE, S_RETRY, S_MOVED } s_outcome_t;
-
 enum { S_WARN, S_OVERDUE, S_LIMIT }; /* the kinds, as indexes */
 
 /* The task's event (review.due_soon / review.overdue) from row r of rvd_lock. */
@@ -324,11 +324,12 @@ s_emit(deadlines_t *self, PGresult *r, const char *key, const char *event)
     return rc;
 }
 
-/* One fired timer, in one transaction. S_MOVED sets *due to the moment it is armed
+/* One fired timer, in one transaction. TIMER_FIRE_MOVED sets *due to the moment it is armed
  * again for. */
-static s_outcome_t
-s_fire(deadlines_t *self, const timer_fired_t *f, int64_t now, int64_t *due)
+static timer_fire_t
+s_fire(void *arg, const timer_fired_t *f, int64_t now, int64_t *due)
 {
+    deadlines_t *self = arg;
     char *end;
     errno = 0;
     long long id = strtoll(f->key, &end, 10);
@@ -338,15 +339,15 @@ s_fire(deadlines_t *self, const timer_fired_t *f, int64_t now, int64_t *due)
                                                               : -1;
     if (errno || *end || id <= 0 || kind < 0) {
         log_warn("deadlines: unknown timer dropped", "kind=%s key=%s", f->kind, f->key);
-        return S_DONE;
+        return TIMER_FIRE_DONE;
     }
     if (db_begin(self->db) < 0)
-        return S_RETRY;
+        return TIMER_FIRE_RETRY;
     const char *key = f->key;
     PGresult *r = db_exec_prepared(self->db, "rvd_lock", 1, &key, NULL, NULL, 0);
     if (!r)
         goto fail;
-    s_outcome_t out = S_DONE;
+    timer_fire_t out = TIMER_FIRE_DONE;
     int done = -1; /* the kind acted on, counted once committed */
     int64_t warn_ms, over_ms, limit_ms;
     /* Gone, or closed (an opinion, a newer version): nothing is due any more. */
@@ -361,7 +362,7 @@ s_fire(deadlines_t *self, const timer_fired_t *f, int64_t now, int64_t *due)
         goto commit; /* done before: a second firing, a restart, a rearm */
     *due = kind == S_WARN ? warn_ms : kind == S_OVERDUE ? over_ms : limit_ms;
     if (*due > now) { /* the dates moved since the timer was armed */
-        out = S_MOVED;
+        out = TIMER_FIRE_MOVED;
         goto commit;
     }
     if (kind == S_WARN && now >= over_ms)
@@ -390,7 +391,7 @@ commit:
         /* Also DB_UNKNOWN: the timer fires again and the task's flags decide. */
         log_warn("deadlines: commit failed", "task_id=%s error=%s", key, db_error(self->db));
         db_rollback(self->db);
-        return S_RETRY;
+        return TIMER_FIRE_RETRY;
     }
     if (done == S_WARN)
         s_count(&self->n.due_soon, self->m_due_soon, 1);
@@ -404,40 +405,18 @@ fail:
     log_warn("deadlines: firing failed; it fires again", "task_id=%s kind=%s error=%s", key,
              f->kind, db_error(self->db));
     db_rollback(self->db);
-    return S_RETRY;
+    return TIMER_FIRE_RETRY;
 }
 
 static void
 s_claim(deadlines_t *self, int64_t now)
 {
     timer_fired_t f[S_CLAIM];
-    for (int round = 0; round < S_ROUNDS; round++) {
-        int n = timer_claim_due(self->timers, now, f, S_CLAIM);
-        if (n < 0) {
-            s_redis_failed(self, "claim");
-            return;
-        }
-        for (int i = 0; i < n; i++) {
-            s_count(&self->n.fired, self->m_fired, 1);
-            int64_t due = 0;
-            s_outcome_t o = s_fire(self, &f[i], now, &due);
-            if (o == S_RETRY) {
-                s_count(&self->n.errors, self->m_errors, 1);
-                continue; /* the lease runs out and it fires again */
-            }
-            if (o == S_MOVED) {
-                self->n.moved++;
-                if (timer_arm(self->timers, f[i].kind, f[i].key, due) < 0) {
-                    s_redis_failed(self, "arm moved deadline");
-                    continue;
-                }
-            }
-            if (timer_done(self->timers, f[i].kind, f[i].key) < 0)
-                s_redis_failed(self, "done");
-        }
-        if (n < S_CLAIM)
-            return;
-    }
+    timer_claim_t c = {s_fire, s_redis_failed, self, 0, 0, 0};
+    timer_claim_each(self->timers, now, f, S_CLAIM, S_ROUNDS, &c);
+    s_count(&self->n.fired, self->m_fired, c.fired);
+    s_count(&self->n.errors, self->m_errors, c.retried);
+    self->n.moved += c.moved;
 }
 
 int

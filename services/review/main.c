@@ -25,12 +25,8 @@
  * Signals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP reloads SX_KEYS_FILE.
  * Exit 78 on bad settings, naming every bad variable; 1 when start-up fails. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <zmq.h>
 
@@ -39,10 +35,10 @@
 #include "deadlines.h"
 #include "events.h"
 #include "ident.h"
-#include "keys.h"
 #include "log.h"
 #include "opinion.h"
 #include "review.h"
+#include "service.h"
 #include "settings.h"
 #include "util.h"
 #include "zsock.h"
@@ -50,72 +46,23 @@
 #define S_SUB_RETRY_MS 2000
 
 typedef struct {
-    const char *pg_url, *redis_url, *bind, *key_file, *keys_file, *ops_bind, *schemas, *pool;
-    const char *broker_pub, *broker_sub, *broker_key, *calendar;
-    int ops_port;
-    long sweep_ms;
-    log_level_t level;
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1];
+    service_config_t s;   /* the settings every service reads (service.h) */
+    const char *pool;     /* SX_REVIEW_POOL_AGENCY */
+    const char *calendar; /* SX_CALENDAR */
+    long sweep_ms;        /* SX_REVIEW_SWEEP_MS */
 } s_config_t;
 
 static void
 s_read_config(config_t *cfg, s_config_t *c)
 {
-    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
-    c->pg_url = config_str(cfg, "SX_PG_URL", NULL);
-    c->redis_url = config_str(cfg, "SX_REDIS_URL", NULL);
-    c->bind = config_str(cfg, "SX_REVIEW_BIND", "tcp://127.0.0.1:7731");
-    c->key_file = config_str(cfg, "SX_KEY_FILE", NULL);
-    c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
-    c->broker_pub = config_str(cfg, "SX_BROKER_PUB", NULL);
-    c->broker_sub = config_str(cfg, "SX_BROKER_SUB", NULL);
-    c->broker_key = config_str(cfg, "SX_BROKER_PUBLIC_KEY", NULL);
+    service_config_read(cfg, &c->s, "SX_REVIEW_BIND", "tcp://127.0.0.1:7731", 9104, true);
     c->pool = config_str(cfg, "SX_REVIEW_POOL_AGENCY", NULL);
     c->sweep_ms = (long)config_int(cfg, "SX_REVIEW_SWEEP_MS", 60000, 100, 3600000);
-    c->ops_bind = config_str(cfg, "SX_OPS_BIND", "127.0.0.1");
-    c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9104, 0, 65535);
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);
-    c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
-    c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
-    const char *required[][2] = {{"SX_PG_URL", c->pg_url},
-                                 {"SX_REDIS_URL", c->redis_url},
-                                 {"SX_KEY_FILE", c->key_file},
-                                 {"SX_KEYS_FILE", c->keys_file},
-                                 {"SX_BROKER_PUB", c->broker_pub},
-                                 {"SX_BROKER_SUB", c->broker_sub},
-                                 {"SX_BROKER_PUBLIC_KEY", c->broker_key}};
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
-        if (!required[i][1])
-            config_fail(cfg, required[i][0], "%s", "required");
-    const char *eps[][2] = {{"SX_REVIEW_BIND", c->bind},
-                            {"SX_BROKER_PUB", c->broker_pub},
-                            {"SX_BROKER_SUB", c->broker_sub}};
-    for (size_t i = 0; i < 3; i++)
-        if (eps[i][1] && strncmp(eps[i][1], "tcp://", 6) != 0 &&
-            strncmp(eps[i][1], "ipc://", 6) != 0)
-            config_fail(cfg, eps[i][0], "%s", "expected a tcp:// or ipc:// endpoint");
-    if (c->broker_key && !keys_z85_valid(c->broker_key))
-        config_fail(cfg, "SX_BROKER_PUBLIC_KEY", "%s", "expected 40 Z85 characters");
+    service_config_endpoints(cfg, &c->s, "SX_REVIEW_BIND");
     if (c->pool && (strlen(c->pool) != 18 || ident_uscc_check_char(c->pool) != c->pool[17]))
         config_fail(cfg, "SX_REVIEW_POOL_AGENCY", "%s", "expected an 18-character agency code");
-    char err[512];
-    if (c->key_file && keys_read_pair(c->key_file, c->pub, c->sec, err, sizeof err) != 0)
-        config_fail(cfg, "SX_KEY_FILE", "%s", err);
-    struct stat st;
-    if (stat(c->schemas, &st) != 0 || !S_ISDIR(st.st_mode))
-        config_fail(cfg, "SX_SCHEMAS", "%s", "not a directory");
-}
-
-static int
-s_load_keys(zap_t *zap, const char *path, char *err, size_t errlen)
-{
-    keys_t *keys = keys_load(path, err, errlen);
-    if (!keys)
-        return -1;
-    size_t count = keys_count(keys);
-    zap_set_keys(zap, &keys);
-    log_info("key file loaded", "path=%s keys=%zu", path, count);
-    return 0;
+    service_config_check(cfg, &c->s);
 }
 
 /* bus_sub_new wants a per-event handler; the batch handler replaces it before start. */
@@ -139,89 +86,53 @@ main(void)
         return 1;
     }
     s_read_config(cfg, &c);
-    keys_t *keys = c.keys_file ? keys_load(c.keys_file, err, sizeof err) : NULL;
-    if (c.keys_file && !keys)
-        config_fail(cfg, "SX_KEYS_FILE", "%s", err);
-    keys_destroy(&keys);
     workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
                                 : workday_load_default(err, sizeof err);
     if (!cal)
         config_fail(cfg, "SX_CALENDAR", "%s", err);
-    timers_t *timers = c.redis_url ? timers_new(c.redis_url, "review", err, sizeof err) : NULL;
-    if (c.redis_url && !timers)
+    timers_t *timers = c.s.redis_url ? timers_new(c.s.redis_url, "review", err, sizeof err) : NULL;
+    if (c.s.redis_url && !timers)
         config_fail(cfg, "SX_REDIS_URL", "%s", err);
-    db_t *probe = c.pg_url ? db_new(c.pg_url, "sx-review") : NULL;
-    if (c.pg_url && !probe)
+    db_t *probe = c.s.pg_url ? db_new(c.s.pg_url, "sx-review") : NULL;
+    if (c.s.pg_url && !probe)
         config_fail(cfg, "SX_PG_URL", "%s", "not a libpq connection string");
     db_destroy(&probe);
     if (config_error(cfg)) {
         fprintf(stderr, "sx-review: bad settings:\n%s\n", config_error(cfg));
         workday_destroy(&cal);
         timers_destroy(&timers);
-        explicit_bzero(c.sec, sizeof c.sec);
+        explicit_bzero(c.s.sec, sizeof c.s.sec);
         config_destroy(&cfg);
         return 78;
     }
-    log_init("review", c.level);
-
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    log_init("review", c.s.level);
 
     int rc = 1;
-    void *ctx = zmq_ctx_new();
-    zap_t *zap = NULL;
+    service_t *svc = service_new("review", c.s.keys_file, &c.s);
     ops_t *ops = NULL;
     rpc_server_t *rpc = NULL;
-    bus_relay_t *relay = NULL;
     bus_sub_t *intake = NULL;
     deadlines_t *deadlines = NULL;
-    void *pub = NULL, *sub = NULL;
+    void *sub = NULL;
     db_t *db_rpc = NULL, *db_relay = NULL, *db_sub = NULL, *db_dl = NULL;
-    char dir[3][4200];
 
-    if (sigfd < 0) {
-        log_error("signalfd failed", "error=%s", strerror(errno));
+    if (!svc)
         goto done;
-    }
     /* One connection per user: the door, the relay, the intake subscriber, deadlines. */
-    if (!(db_rpc = db_open(c.pg_url, "sx-review", 30000)) ||
-        !(db_relay = db_open(c.pg_url, "sx-review-relay", 30000)) ||
-        !(db_sub = db_open(c.pg_url, "sx-review-intake", 30000)) ||
-        !(db_dl = db_open(c.pg_url, "sx-review-deadlines", 30000)))
+    if (!(db_rpc = db_open(c.s.pg_url, "sx-review", 30000)) ||
+        !(db_relay = db_open(c.s.pg_url, "sx-review-relay", 30000)) ||
+        !(db_sub = db_open(c.s.pg_url, "sx-review-intake", 30000)) ||
+        !(db_dl = db_open(c.s.pg_url, "sx-review-deadlines", 30000)))
         goto done;
-    snprintf(dir[0], sizeof dir[0], "%s/sql/bus", c.schemas);
-    snprintf(dir[1], sizeof dir[1], "%s/sql/rpc", c.schemas);
-    snprintf(dir[2], sizeof dir[2], "%s/sql/review", c.schemas);
-    if (bus_migrate(db_rpc, REVIEW_SCHEMA, dir[0]) < 0 ||
-        rpc_migrate(db_rpc, REVIEW_SCHEMA, dir[1]) < 0 ||
-        db_migrate(db_rpc, REVIEW_SCHEMA, dir[2]) < 0) {
-        log_error("migrations failed", "error=%s", db_error(db_rpc));
+    if (service_migrate(db_rpc, REVIEW_SCHEMA, c.s.schemas, "review") < 0)
         goto done;
-    }
 
-    if (!(ops = ops_new(c.ops_bind, c.ops_port, err, sizeof err))) {
-        log_error("ops endpoint not started", "error=%s", err);
+    if (!(ops = service_ops(c.s.ops_bind, c.s.ops_port, c.s.pg_url, c.s.redis_url)))
         goto done;
-    }
-    ops_metric_t *m_admit = ops_counter(ops, "sx_review_connections_admitted_total", NULL,
-                                        "Connections admitted by ZAP");
-    ops_metric_t *m_refuse = ops_counter(ops, "sx_review_connections_refused_total", NULL,
-                                         "Connections refused by ZAP (unknown key, not CURVE)");
-    ops_check(ops, "postgres", ops_check_postgres, (void *)c.pg_url);
-    ops_check(ops, "redis", ops_check_redis, (void *)c.redis_url);
-
-    if (!(zap = zap_new(ctx, err, sizeof err)) || zap_allow(zap, "review", "dept:") < 0 ||
-        zap_allow(zap, "review", "svc:") < 0 ||
-        s_load_keys(zap, c.keys_file, err, sizeof err) < 0) {
+    if (service_zap(svc, (const char *const[]){"dept:", "svc:", NULL}, ops, err, sizeof err) < 0) {
         log_error("zap handler not started", "error=%s", err);
         goto done;
     }
-    zap_set_metrics(zap, m_admit, m_refuse);
 
     review_t app = {cal, c.pool, ops, NULL, NULL, NULL};
     app.m_open = ops_gauge(ops, "sx_review_tasks_open", NULL, "Review tasks open");
@@ -233,36 +144,30 @@ main(void)
     db_dl = NULL;
     timers = NULL;
     if (!deadlines) {
-        log_error("deadline timers not started", "redis=%s", c.redis_url);
+        log_error("deadline timers not started", "redis=%s", c.s.redis_url);
         goto done;
     }
-    rpc = rpc_server_new(ctx, zap, "review", c.sec, c.bind, db_rpc, REVIEW_SCHEMA, err, sizeof err);
+    rpc = rpc_server_new(svc->ctx, svc->zap, "review", c.s.sec, c.s.bind, db_rpc, REVIEW_SCHEMA,
+                         err, sizeof err);
     if (!rpc) {
-        log_error("request door not opened", "bind=%s error=%s", c.bind, err);
+        log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }
     if (rpc_set_metrics(rpc, ops, "review") < 0 || opinion_prepare(db_rpc) < 0 ||
         opinion_register(rpc, &app) < 0 || reviewers_register(rpc, &app) < 0 ||
         settings_prepare(db_rpc) < 0 || settings_register(rpc, &app) < 0) {
-        log_error("ops not registered", "bind=%s error=%s", c.bind, db_error(db_rpc));
+        log_error("ops not registered", "bind=%s error=%s", c.s.bind, db_error(db_rpc));
         goto done;
     }
 
-    zsock_limits_t out = {1000, 100000, 1000, ZSOCK_MAXMSGSIZE};
-    zsock_limits_t in = {0, 10000, 100000, ZSOCK_MAXMSGSIZE};
-    pub = zsock_client(ctx, ZMQ_PUB, c.broker_key, c.pub, c.sec, &out, err, sizeof err);
-    if (!pub || zsock_connect(pub, c.broker_pub, err, sizeof err) < 0 ||
-        !(relay = bus_relay_new(db_relay, REVIEW_STREAM, pub))) {
-        log_error("relay not started", "broker=%s error=%s", c.broker_pub, err);
+    if (service_relay(svc, db_relay, REVIEW_STREAM, err, sizeof err) < 0)
         goto done;
-    }
     /* Events in: intake's registry and case events (the review requests). */
-    sub = zsock_client(ctx, ZMQ_SUB, c.broker_key, c.pub, c.sec, &in, err, sizeof err);
-    if (!sub || zsock_connect(sub, c.broker_sub, err, sizeof err) < 0 ||
-        events_prepare(db_sub) < 0 ||
+    sub = service_sub(svc, err, sizeof err);
+    if (!sub || events_prepare(db_sub) < 0 ||
         !(intake = bus_sub_new(db_sub, REVIEW_SCHEMA, "intake", events_prefixes, sub, s_per_event,
                                &app))) {
-        log_error("intake subscriber not started", "broker=%s error=%s", c.broker_sub,
+        log_error("intake subscriber not started", "broker=%s error=%s", c.s.broker_sub,
                   err[0] ? err : db_error(db_sub));
         goto done;
     }
@@ -270,46 +175,26 @@ main(void)
     ops_check(ops, "broker", bus_sub_check, intake);
     bool started = bus_sub_start(intake) == 0;
     int64_t sub_retry = util_mono_ms() + S_SUB_RETRY_MS, deadlines_due = util_mono_ms();
-    log_info("review started", "bind=%s ops_port=%d broker_pub=%s broker_sub=%s pool=%s", c.bind,
-             ops_port(ops), c.broker_pub, c.broker_sub, c.pool ? c.pool : "-");
+    log_info("review started", "bind=%s ops_port=%d broker_pub=%s broker_sub=%s pool=%s", c.s.bind,
+             ops_port(ops), c.s.broker_pub, c.s.broker_sub, c.pool ? c.pool : "-");
 
-    int64_t relay_due = util_mono_ms();
     for (bool stop = false; !stop;) {
         zmq_pollitem_t items[4] = {{rpc_server_socket(rpc), 0, ZMQ_POLLIN, 0},
                                    {sub, 0, ZMQ_POLLIN, 0},
-                                   {NULL, sigfd, ZMQ_POLLIN, 0},
-                                   {NULL, bus_relay_fd(relay), ZMQ_POLLIN, 0}};
-        int n = items[3].fd >= 0 ? 4 : 3;
+                                   {NULL, svc->sigfd, ZMQ_POLLIN, 0}};
+        int n = 3 + service_relay_pollitem(svc, &items[3]);
         int64_t now = util_mono_ms();
-        int64_t wait = relay_due - now;
-        if (!started && sub_retry - now < wait)
-            wait = sub_retry - now;
-        if (deadlines_due - now < wait)
-            wait = deadlines_due - now;
-        if (zmq_poll(items, n,
-                     wait < 0      ? 0
-                     : wait > 1000 ? 1000
-                                   : (long)wait) < 0 &&
-            zmq_errno() != EINTR) {
+        int64_t due = !started && sub_retry < deadlines_due ? sub_retry : deadlines_due;
+        if (zmq_poll(items, n, service_poll_ms(svc, due, now)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[2].revents & ZMQ_POLLIN) {
-            struct signalfd_siginfo si;
-            while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo != SIGHUP)
-                    stop = true;
-                else if (s_load_keys(zap, c.keys_file, err, sizeof err) < 0)
-                    log_error("key file not loaded; keeping the previous keys", "error=%s", err);
-            }
-        }
+        if (items[2].revents & ZMQ_POLLIN)
+            stop = service_signals(svc);
         if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = util_mono_ms();
-        if ((n == 4 && (items[3].revents & ZMQ_POLLIN)) || now >= relay_due) {
-            int relay_wait = bus_relay_step(relay, now);
-            relay_due = now + (relay_wait < 0 ? 200 : relay_wait);
-        }
+        service_relay_turn(svc, n == 4 && (items[3].revents & ZMQ_POLLIN), now);
         if (items[1].revents & ZMQ_POLLIN && started)
             bus_sub_step(intake);
         if (!started && now >= sub_retry) {
@@ -323,23 +208,18 @@ main(void)
     rc = 0;
 done:
     bus_sub_destroy(&intake);
-    bus_relay_destroy(&relay);
     deadlines_destroy(&deadlines);
     timers_destroy(&timers);
     rpc_server_destroy(&rpc);
-    zsock_close(&pub);
     zsock_close(&sub);
-    zap_destroy(&zap);
-    zmq_ctx_term(ctx);
+    service_destroy(&svc);
     ops_destroy(&ops);
     db_destroy(&db_rpc);
     db_destroy(&db_relay);
     db_destroy(&db_sub);
     db_destroy(&db_dl);
     workday_destroy(&cal);
-    explicit_bzero(c.sec, sizeof c.sec);
-    if (sigfd >= 0)
-        close(sigfd);
+    explicit_bzero(c.s.sec, sizeof c.s.sec);
     config_destroy(&cfg);
     return rc;
 }

@@ -15,13 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <zmq.h>
 
 #include "jsonmp.h"
 #include "keys.h"
 #include "rpc.h"
+#include "client.h"
 #include "sxctl.h"
 
 #define S_TIMEOUT_MS 5000
@@ -42,17 +42,6 @@ s_int_arg(const char *s, int max)
     if (errno || end == s || *end || v < 1 || v > max)
         return -1;
     return (int)v;
-}
-
-/* The server's public key from a Z85 string or a .pub/.key file. */
-static int
-s_server_key(const char *arg, char pub[KEYS_Z85_LEN + 1], char *err, size_t errlen)
-{
-    if (keys_z85_valid(arg)) {
-        memcpy(pub, arg, KEYS_Z85_LEN + 1);
-        return 0;
-    }
-    return keys_read_public(arg, pub, err, errlen);
 }
 
 static bool
@@ -78,19 +67,6 @@ s_rid_ok(const char *rid)
         if (rid[i] < 0x21 || rid[i] > 0x7e)
             return false;
     return true;
-}
-
-/* A fresh rid: "sxctl-" and 24 random hex digits. Returns 0, or -1 without randomness. */
-static int
-s_fresh_rid(char out[RPC_RID_MAX + 1])
-{
-    unsigned char r[12];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return -1;
-    int n = snprintf(out, RPC_RID_MAX + 1, "sxctl-");
-    for (size_t i = 0; i < sizeof r; i++)
-        n += snprintf(out + n, (size_t)(RPC_RID_MAX + 1 - n), "%02x", r[i]);
-    return 0;
 }
 
 /* Reads FILE (or stdin for "-"), at most JSONMP_MAX_BYTES. Returns the text (malloc'ed)
@@ -228,15 +204,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
     if (a->rid && !s_rid_ok(a->rid))
         return sxctl_usage("call", "--rid: expected 1-%d printable ASCII characters, no space",
                            RPC_RID_MAX);
-    if (!a->key_file)
-        a->key_file = getenv("SX_KEY_FILE");
-    if (!a->server_key)
-        a->server_key = getenv("SX_SERVER_PUBLIC_KEY");
-    if (!a->key_file || !*a->key_file)
-        return sxctl_usage("call", "no key pair: give --key KEYFILE or set SX_KEY_FILE");
-    if (!a->server_key || !*a->server_key)
-        return sxctl_usage("call", "no server key: give --server-key or set SX_SERVER_PUBLIC_KEY");
-    return SXCTL_OK;
+    return sxctl_keys_default("call", &a->key_file, &a->server_key, "SX_SERVER_PUBLIC_KEY",
+                              "server key");
 }
 
 static int
@@ -247,11 +216,10 @@ s_call(int argc, char **argv)
     if (rc != SXCTL_OK)
         return rc;
 
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1], srv[KEYS_Z85_LEN + 1], err[512];
-    if (keys_read_pair(a.key_file, pub, sec, err, sizeof err) < 0)
-        return sxctl_usage("call", "key pair: %s", err);
-    if (s_server_key(a.server_key, srv, err, sizeof err) < 0)
-        return sxctl_usage("call", "server key: not a Z85 key, and as a file: %s", err);
+    sxctl_keys_t keys;
+    char err[512];
+    if ((rc = sxctl_keys_read("call", a.key_file, a.server_key, "server key", &keys)) != SXCTL_OK)
+        return rc;
 
     size_t len;
     char *text = s_read_body(a.file, &len, err, sizeof err);
@@ -273,7 +241,7 @@ s_call(int argc, char **argv)
     char rid[RPC_RID_MAX + 1];
     if (a.rid) {
         snprintf(rid, sizeof rid, "%s", a.rid);
-    } else if (s_fresh_rid(rid) < 0) {
+    } else if (sxctl_fresh_rid("sxctl-", 12, rid) < 0) {
         msgpack_sbuffer_destroy(&body);
         return sxctl_fail("call", "no randomness for a rid: %s", strerror(errno));
     }
@@ -290,21 +258,16 @@ s_call(int argc, char **argv)
     }
     fprintf(stderr, "sxctl call: rid %s\n", rid);
 
-    void *ctx = zmq_ctx_new();
-    rpc_client_t *client =
-        ctx ? rpc_client_new(ctx, a.endpoint, srv, pub, sec, err, sizeof err) : NULL;
-    if (!client) {
+    sxctl_client_t client;
+    if ((rc = sxctl_client_open("call", a.endpoint, &keys, &client)) != SXCTL_OK) {
         msgpack_sbuffer_destroy(&body);
-        if (ctx)
-            zmq_ctx_term(ctx);
-        return sxctl_fail("call", "%s: %s", a.endpoint, ctx ? err : "no ZeroMQ context");
+        return rc;
     }
     rpc_reply_t rep;
     evmsg_err_t eerr = {{0}, {0}};
-    rc = rpc_call(client, a.op, rid, body.data, body.size, a.timeout_ms, a.tries, &rep, &eerr);
+    rc = rpc_call(client.rpc, a.op, rid, body.data, body.size, a.timeout_ms, a.tries, &rep, &eerr);
     msgpack_sbuffer_destroy(&body);
-    rpc_client_destroy(&client);
-    zmq_ctx_term(ctx);
+    sxctl_client_close(&client);
     if (rc < 0) {
         char why[300];
         return sxctl_fail("call", "%s %s: %s (the same --rid %s is safe to send again)", a.endpoint,

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -26,6 +25,7 @@
 #include "keys.h"
 #include "rpc.h"
 #include "sgs_record.h"
+#include "client.h"
 #include "sxctl.h"
 
 #define S_ENDPOINT   "tcp://127.0.0.1:7751"
@@ -147,16 +147,8 @@ s_parse(int argc, char **argv, s_args_t *a)
         a->endpoint = getenv("SX_CREDITPUSH_ENDPOINT");
     if (!a->endpoint || !*a->endpoint)
         a->endpoint = S_ENDPOINT;
-    if (!a->key_file)
-        a->key_file = getenv("SX_KEY_FILE");
-    if (!a->server_key)
-        a->server_key = getenv("SX_SERVER_PUBLIC_KEY");
-    if (!a->key_file || !*a->key_file)
-        return sxctl_usage("credit export", "no key pair: give --key KEYFILE or set SX_KEY_FILE");
-    if (!a->server_key || !*a->server_key)
-        return sxctl_usage("credit export",
-                           "no server key: give --server-key or set SX_SERVER_PUBLIC_KEY");
-    return SXCTL_OK;
+    return sxctl_keys_default("credit export", &a->key_file, &a->server_key, "SX_SERVER_PUBLIC_KEY",
+                              "server key");
 }
 
 /* One page: the reply's result as JSON (caller json_decref's), or NULL with the reason
@@ -165,13 +157,12 @@ static json_t *
 s_page(rpc_client_t *c, const s_args_t *a, long long after, int page)
 {
     char body[256], rid[RPC_RID_MAX + 1];
-    unsigned char r[8] = {0};
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+    if (sxctl_fresh_rid("sxctl-export-", 8, rid) < 0) {
         sxctl_fail("credit export", "no randomness for a rid");
         return NULL;
     }
-    snprintf(rid, sizeof rid, "sxctl-export-%02x%02x%02x%02x%02x%02x%02x%02x-%d", r[0], r[1], r[2],
-             r[3], r[4], r[5], r[6], r[7], page);
+    size_t n = strlen(rid);
+    snprintf(rid + n, sizeof rid - n, "-%d", page);
     if (a->kind)
         snprintf(body, sizeof body,
                  "{\"from\":\"%s\",\"to\":\"%s\",\"kind\":\"%s\",\"after_id\":%lld}", a->from,
@@ -210,13 +201,10 @@ s_page(rpc_client_t *c, const s_args_t *a, long long after, int page)
 static int
 s_export(const s_args_t *a)
 {
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1], srv[KEYS_Z85_LEN + 1], err[512];
-    if (keys_read_pair(a->key_file, pub, sec, err, sizeof err) < 0)
-        return sxctl_usage("credit export", "key pair: %s", err);
-    if (keys_z85_valid(a->server_key))
-        memcpy(srv, a->server_key, sizeof srv);
-    else if (keys_read_public(a->server_key, srv, err, sizeof err) < 0)
-        return sxctl_usage("credit export", "server key: not a Z85 key, and as a file: %s", err);
+    sxctl_keys_t keys;
+    int rc = sxctl_keys_read("credit export", a->key_file, a->server_key, "server key", &keys);
+    if (rc != SXCTL_OK)
+        return rc;
 
     char tmp[4200] = "";
     FILE *f = stdout;
@@ -230,12 +218,11 @@ s_export(const s_args_t *a)
     fputs("\xef\xbb\xbf", f); /* the BOM: spreadsheet tools read the file as UTF-8 */
     s_row(f, cols, ncols, NULL, NULL);
 
-    void *ctx = zmq_ctx_new();
-    rpc_client_t *c = ctx ? rpc_client_new(ctx, a->endpoint, srv, pub, sec, err, sizeof err) : NULL;
-    int rc = c ? SXCTL_OK : sxctl_fail("credit export", "%s: %s", a->endpoint, err);
+    sxctl_client_t c = {0};
+    rc = sxctl_client_open("credit export", a->endpoint, &keys, &c);
     long long after = 0, records = 0;
-    for (int page = 0; c && rc == SXCTL_OK && page < S_PAGES_MAX; page++) {
-        json_t *o = s_page(c, a, after, page);
+    for (int page = 0; rc == SXCTL_OK && page < S_PAGES_MAX; page++) {
+        json_t *o = s_page(c.rpc, a, after, page);
         if (!o) {
             rc = SXCTL_FAIL;
             break;
@@ -254,9 +241,7 @@ s_export(const s_args_t *a)
             break; /* 0: the last page */
         after = next;
     }
-    rpc_client_destroy(&c);
-    if (ctx)
-        zmq_ctx_term(ctx);
+    sxctl_client_close(&c);
     if (fflush(f) != 0 || ferror(f))
         rc = sxctl_fail("credit export", "%s: write failed", a->out ? tmp : "stdout");
     if (a->out) {

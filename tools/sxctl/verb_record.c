@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <msgpack.h>
 #include <zmq.h>
@@ -24,6 +23,7 @@
 #include "jsonmp.h"
 #include "keys.h"
 #include "rpc.h"
+#include "client.h"
 #include "sxctl.h"
 
 #define S_VERB        "record verify"
@@ -59,30 +59,6 @@ s_uint_arg(const char *s, uint64_t max)
     if (errno || *end || v < 1 || v > max)
         return 0;
     return (uint64_t)v;
-}
-
-/* The server's public key from a Z85 string or a .pub/.key file. */
-static int
-s_server_key(const char *arg, char pub[KEYS_Z85_LEN + 1], char *err, size_t errlen)
-{
-    if (keys_z85_valid(arg)) {
-        memcpy(pub, arg, KEYS_Z85_LEN + 1);
-        return 0;
-    }
-    return keys_read_public(arg, pub, err, errlen);
-}
-
-/* A fresh rid: "sxctl-verify-" and 20 random hex digits. Returns 0, or -1. */
-static int
-s_fresh_rid(char out[RPC_RID_MAX + 1])
-{
-    unsigned char r[10];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return -1;
-    int n = snprintf(out, RPC_RID_MAX + 1, "sxctl-verify-");
-    for (size_t i = 0; i < sizeof r; i++)
-        n += snprintf(out + n, (size_t)(RPC_RID_MAX + 1 - n), "%02x", r[i]);
-    return 0;
 }
 
 static int
@@ -133,15 +109,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
     if (!strstr(a->endpoint, "://"))
         return sxctl_usage(S_VERB, "--endpoint: expected e.g. %s, got '%s'", S_ENDPOINT,
                            a->endpoint);
-    if (!a->key_file)
-        a->key_file = getenv("SX_KEY_FILE");
-    if (!a->server_key)
-        a->server_key = getenv("SX_SERVER_PUBLIC_KEY");
-    if (!a->key_file || !*a->key_file)
-        return sxctl_usage(S_VERB, "no key pair: give --key KEYFILE or set SX_KEY_FILE");
-    if (!a->server_key || !*a->server_key)
-        return sxctl_usage(S_VERB, "no server key: give --server-key or set SX_SERVER_PUBLIC_KEY");
-    return SXCTL_OK;
+    return sxctl_keys_default(S_VERB, &a->key_file, &a->server_key, "SX_SERVER_PUBLIC_KEY",
+                              "server key");
 }
 
 /* Reads record.verify's result map (len bytes) into *out. Returns 0, or -1 with err. */
@@ -193,13 +162,12 @@ s_print(const s_result_t *r)
 static int
 s_verify(const s_args_t *a)
 {
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1], srv[KEYS_Z85_LEN + 1], err[512];
-    if (keys_read_pair(a->key_file, pub, sec, err, sizeof err) < 0)
-        return sxctl_usage(S_VERB, "key pair: %s", err);
-    if (s_server_key(a->server_key, srv, err, sizeof err) < 0)
-        return sxctl_usage(S_VERB, "server key: not a Z85 key, and as a file: %s", err);
+    sxctl_keys_t keys;
+    int rc = sxctl_keys_read(S_VERB, a->key_file, a->server_key, "server key", &keys);
+    if (rc != SXCTL_OK)
+        return rc;
     char rid[RPC_RID_MAX + 1];
-    if (s_fresh_rid(rid) < 0)
+    if (sxctl_fresh_rid("sxctl-verify-", 10, rid) < 0)
         return sxctl_fail(S_VERB, "no randomness for a rid: %s", strerror(errno));
 
     msgpack_sbuffer body;
@@ -210,23 +178,17 @@ s_verify(const s_args_t *a)
     msgpack_pack_str_with_body(&pk, "case_id", 7);
     msgpack_pack_uint64(&pk, a->case_id);
 
-    void *ctx = zmq_ctx_new();
-    rpc_client_t *client =
-        ctx ? rpc_client_new(ctx, a->endpoint, srv, pub, sec, err, sizeof err) : NULL;
-    explicit_bzero(sec, sizeof sec);
-    if (!client) {
+    sxctl_client_t client;
+    if ((rc = sxctl_client_open(S_VERB, a->endpoint, &keys, &client)) != SXCTL_OK) {
         msgpack_sbuffer_destroy(&body);
-        if (ctx)
-            zmq_ctx_term(ctx);
-        return sxctl_fail(S_VERB, "%s: %s", a->endpoint, ctx ? err : "no ZeroMQ context");
+        return rc;
     }
     rpc_reply_t rep;
     evmsg_err_t eerr = {{0}, {0}};
-    int rc = rpc_call(client, "record.verify", rid, body.data, body.size, a->timeout_ms, a->tries,
-                      &rep, &eerr);
+    rc = rpc_call(client.rpc, "record.verify", rid, body.data, body.size, a->timeout_ms, a->tries,
+                  &rep, &eerr);
     msgpack_sbuffer_destroy(&body);
-    rpc_client_destroy(&client);
-    zmq_ctx_term(ctx);
+    sxctl_client_close(&client);
     if (rc < 0) {
         char why[300];
         return sxctl_fail(S_VERB, "%s: %s", a->endpoint, evmsg_err_str(&eerr, why, sizeof why));

@@ -26,6 +26,7 @@
 #include "evmsg.h"
 #include "jsonmp.h"
 #include "keys.h"
+#include "client.h"
 #include "sxctl.h"
 #include "zsock.h"
 
@@ -54,17 +55,6 @@ s_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The server's public key from a Z85 string or a .pub/.key file. */
-static int
-s_server_key(const char *arg, char pub[KEYS_Z85_LEN + 1], char *err, size_t errlen)
-{
-    if (keys_z85_valid(arg)) {
-        memcpy(pub, arg, KEYS_Z85_LEN + 1);
-        return 0;
-    }
-    return keys_read_public(arg, pub, err, errlen);
 }
 
 /* A topic frame as printable text for a warning (other bytes as '?', truncated). */
@@ -201,15 +191,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
     if (!strstr(a->endpoint, "://"))
         return sxctl_usage("tail", "--endpoint: expected e.g. %s, got '%s'", S_ENDPOINT,
                            a->endpoint);
-    if (!a->key_file)
-        a->key_file = getenv("SX_KEY_FILE");
-    if (!a->server_key)
-        a->server_key = getenv("SX_BROKER_PUBLIC_KEY");
-    if (!a->key_file || !*a->key_file)
-        return sxctl_usage("tail", "no key pair: give --key KEYFILE or set SX_KEY_FILE");
-    if (!a->server_key || !*a->server_key)
-        return sxctl_usage("tail", "no broker key: give --server-key or set SX_BROKER_PUBLIC_KEY");
-    return SXCTL_OK;
+    return sxctl_keys_default("tail", &a->key_file, &a->server_key, "SX_BROKER_PUBLIC_KEY",
+                              "broker key");
 }
 
 static int
@@ -219,11 +202,10 @@ s_tail(int argc, char **argv)
     int rc = s_parse_args(argc, argv, &a);
     if (rc != SXCTL_OK)
         return rc;
-    char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1], srv[KEYS_Z85_LEN + 1], err[512];
-    if (keys_read_pair(a.key_file, pub, sec, err, sizeof err) < 0)
-        return sxctl_usage("tail", "key pair: %s", err);
-    if (s_server_key(a.server_key, srv, err, sizeof err) < 0)
-        return sxctl_usage("tail", "broker key: not a Z85 key, and as a file: %s", err);
+    sxctl_keys_t keys;
+    char err[512] = "";
+    if ((rc = sxctl_keys_read("tail", a.key_file, a.server_key, "broker key", &keys)) != SXCTL_OK)
+        return rc;
 
     /* No SA_RESTART: a signal ends zmq_poll with EINTR, and the loop looks at the flag. */
     struct sigaction sa = {.sa_handler = s_on_signal};
@@ -236,7 +218,8 @@ s_tail(int argc, char **argv)
         return sxctl_fail("tail", "no ZeroMQ context");
     zsock_limits_t lim = ZSOCK_LIMITS_DEFAULT;
     lim.linger_ms = 0;
-    void *sub = zsock_client(ctx, ZMQ_SUB, srv, pub, sec, &lim, err, sizeof err);
+    void *sub = zsock_client(ctx, ZMQ_SUB, keys.srv, keys.pub, keys.sec, &lim, err, sizeof err);
+    explicit_bzero(keys.sec, sizeof keys.sec);
     if (!sub || zsock_connect(sub, a.endpoint, err, sizeof err) < 0 ||
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, a.prefix, strlen(a.prefix)) != 0) {
         if (sub && !err[0])
