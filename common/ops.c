@@ -690,13 +690,21 @@ ops_new(const char *bind_addr, int port, char *err, size_t errlen)
 }
 
 void
+ops_stop(ops_t *self)
+{
+    if (self && self->daemon) {
+        MHD_stop_daemon(self->daemon);
+        self->daemon = NULL;
+    }
+}
+
+void
 ops_destroy(ops_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
         ops_t *self = *self_p;
-        if (self->daemon)
-            MHD_stop_daemon(self->daemon);
+        ops_stop(self);
         s_family_t *f = self->families;
         while (f) {
             s_family_t *next = f->next;

@@ -29,6 +29,11 @@ ops_t *ops_new(const char *bind_addr, int port, char *err, size_t errlen);
 /* Stops the listener and frees every metric; sets *self_p to NULL. Idempotent. */
 void ops_destroy(ops_t **self_p);
 
+/* Stops serving HTTP (the listener and its thread end; no check or page runs after this
+ * returns) while metrics stay writable: a service calls it before destroying what its
+ * checks read, then ops_destroy last. NULL is a no-op; ops_destroy stops it too. */
+void ops_stop(ops_t *self);
+
 /* The port actually listened on. */
 int ops_port(const ops_t *self);
 

@@ -314,6 +314,7 @@ main(void)
     rc = 0;
 done:
     push_destroy(&push);
+    ops_stop(ops); /* its checks read the subscriber(s) below */
     bus_sub_destroy(&bsub);
     rpc_server_destroy(&rpc);
     zsock_close(&sub);

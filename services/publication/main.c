@@ -256,6 +256,7 @@ main(void)
     rc = 0;
 done:
     portal_destroy(&portal);
+    ops_stop(ops); /* its checks read the subscriber(s) below */
     bus_sub_destroy(&intake);
     bus_sub_destroy(&review);
     bus_sub_destroy(&recording);

@@ -186,6 +186,7 @@ main(void)
     log_info("recording stopping", "signal=%s", "term");
     rc = 0;
 done:
+    ops_stop(ops); /* its checks read the subscriber(s) below */
     bus_sub_destroy(&sub);
     rpc_server_destroy(&rpc);
     zsock_close(&subsock);

@@ -207,6 +207,7 @@ main(void)
     log_info("review stopping", "signal=%s", "term");
     rc = 0;
 done:
+    ops_stop(ops); /* its checks read the subscriber(s) below */
     bus_sub_destroy(&intake);
     deadlines_destroy(&deadlines);
     timers_destroy(&timers);
