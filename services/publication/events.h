@@ -13,6 +13,8 @@
 #ifndef SX_PUB_EVENTS_H
 #define SX_PUB_EVENTS_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "bus.h"
@@ -34,7 +36,8 @@ int events_prepare(db_t *db);
 int events_prepare_stats(db_t *db);
 
 /* bus_batch_fn for streams review and recording: inserts each event's fact (003_stats.sql)
- * once, whatever the redelivery (the day counted is the event's, China time). A malformed
+ * once, whatever the redelivery (the day counted is the event's, China time); the
+ * reviews of a batch in one statement. A malformed
  * event is logged at error and skipped. Returns 0, or -1 on a database failure. */
 int events_handle_stats(db_t *tx, const bus_event_t *events, int n, void *arg);
 
@@ -42,8 +45,13 @@ int events_handle_stats(db_t *tx, const bus_event_t *events, int n, void *arg);
 int events_handle_stats_one(db_t *tx, const bus_event_t *ev, void *arg, char *why, size_t whylen);
 
 /* bus_batch_fn: handles n events of stream intake in tx; arg is a publication_t *.
- * An event that cannot be used (malformed, a decision without its case.opened) is logged
- * at error and skipped: the stream goes on. Returns 0, or -1 on a database failure. */
+ * Set-based: one statement per table for the whole batch (parties, statistics facts,
+ * drafts, their publication.drafted events), with the effects an event depends on
+ * written before it (registry and case.revoked events split the batch and are applied one
+ * at a time); the outcome is what handling the events one by one would give, and a
+ * redelivered batch changes nothing. An event that cannot be used (malformed, a decision
+ * without its case.opened) is logged at error and skipped: the stream goes on. Returns 0,
+ * or -1 on a database failure. */
 int events_handle(db_t *tx, const bus_event_t *events, int n, void *arg);
 
 /* bus_handler_fn over events_handle, for bus_sub_new (which wants one; the batch handler
@@ -57,5 +65,24 @@ int events_shard_key(const bus_event_t *ev, void *arg, char *key, size_t keylen)
 /* Emits publication.<event>.<agency> with data (a JSON object of the event's fields, not
  * stolen) into the publication outbox in tx. Returns 0 or -1 (logged). */
 int events_emit(db_t *tx, const char *event, const char *agency, const json_t *data);
+
+/* Publication events gathered to be written with one statement per BUS_BATCH_MAX
+ * (bus_emit_batch), in the order added. Zero-initialise; events_out_free when done. */
+typedef struct {
+    bus_event_in_t *ev; /* topic and data of each owned (malloc'ed) */
+    size_t n, cap;
+    bool bad; /* out of memory or an event that could not be encoded: flush fails */
+} events_out_t;
+
+/* Adds publication.<event>.<agency> with data (not stolen) to o. Returns 0, or -1 (o is
+ * then bad; logged). */
+int events_out_add(events_out_t *o, const char *event, const char *agency, const json_t *data);
+
+/* Writes o's events into the publication outbox in tx, in order, and empties o.
+ * Returns 0, or -1 (o bad, or a database failure; logged). */
+int events_out_flush(db_t *tx, events_out_t *o);
+
+/* Frees what o holds; o may be used again. */
+void events_out_free(events_out_t *o);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "pgarray.h"
 #include "records.h"
 
 int
@@ -45,12 +46,32 @@ int
 workflow_prepare(db_t *db)
 {
     int rc = 0;
+    /* The rows are found by a primary-key probe in a LATERAL subquery and updated by
+     * ctid (a TID scan), whatever the statistics say: with "WHERE id = $1 AND agency = $2"
+     * the generic plan cached while the table was young and unanalysed scanned every
+     * record of the agency (record_agency_decided) on each approval. A row another
+     * transaction changed meanwhile (another shard marking its timers armed) has a new
+     * ctid and is missed: the caller reads its state and tries again (s_publish_retry). */
     rc |= db_prepare(db, "pub_approve",
-                     "UPDATE publication.record SET state = 'published', published_at = now(), "
-                     "decided_by = $3, version = version + 1 "
-                     "WHERE id = $1 AND agency = $2 AND state = 'draft' "
-                     "RETURNING case_id, case_no, type, decision_no, body::text, "
-                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > due_on",
+                     "UPDATE publication.record r SET state = 'published', published_at = now(), "
+                     "decided_by = $3, version = r.version + 1 "
+                     "FROM (SELECT y.ctid AS t FROM publication.record y WHERE y.id = $1 "
+                     "LIMIT 1) k WHERE r.ctid = k.t AND r.agency = $2 AND r.state = 'draft' "
+                     "RETURNING r.case_id, r.case_no, r.type, r.decision_no, r.body::text, "
+                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on",
+                     3);
+    /* publication.approve for a whole batch of requests: $1 ids, $2 agencies, $3
+     * identities; a row per record published, with its request's position (k.i). */
+    rc |= db_prepare(db, "pub_approve_many",
+                     "UPDATE publication.record r SET state = 'published', published_at = now(), "
+                     "decided_by = k.by, version = r.version + 1 "
+                     "FROM (SELECT k.i, k.by, x.t FROM unnest($1::int8[], $2::text[], $3::text[]) "
+                     "WITH ORDINALITY AS k(id, agency, by, i) CROSS JOIN LATERAL (SELECT y.ctid "
+                     "AS t FROM publication.record y WHERE y.id = k.id AND y.agency = k.agency "
+                     "AND y.state = 'draft' LIMIT 1) x) k "
+                     "WHERE r.ctid = k.t AND r.state = 'draft' "
+                     "RETURNING k.i, r.case_id, r.case_no, r.type, r.decision_no, r.body::text, "
+                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on",
                      3);
     rc |= db_prepare(db, "pub_reject",
                      "UPDATE publication.record SET state = 'rejected', rejected_reason = $3, "
@@ -89,16 +110,24 @@ workflow_prepare(db_t *db)
                      "updated_at = now()",
                      3);
     /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
+    /* Every second: an ordered scan of record_unarmed (005), which holds just these rows
+     * (a plan without parameters is made once, often on an empty table: it must not be
+     * a sequential scan and sort of all records). */
     rc |= db_prepare(db, "pub_unarmed",
                      "SELECT id, state, warn_on, due_on, expires_on FROM publication.record "
                      "WHERE (state = 'draft' AND NOT armed) OR (state = 'published' AND "
                      "expires_on IS NOT NULL AND NOT expiry_armed) ORDER BY id LIMIT 500",
                      0);
-    rc |= db_prepare(db, "pub_mark_armed",
-                     "UPDATE publication.record SET armed = armed OR state = 'draft', "
-                     "expiry_armed = expiry_armed OR state = 'published' "
-                     "WHERE id = ANY($1::bigint[])",
-                     1);
+    /* By ctid as pub_approve; a row changed meanwhile stays unmarked and is armed again
+     * (idempotently) on the next turn. */
+    rc |=
+        db_prepare(db, "pub_mark_armed",
+                   "UPDATE publication.record r SET armed = r.armed OR r.state = 'draft', "
+                   "expiry_armed = r.expiry_armed OR r.state = 'published' "
+                   "FROM (SELECT x.t FROM unnest($1::bigint[]) AS k(id) CROSS JOIN LATERAL "
+                   "(SELECT y.ctid AS t FROM publication.record y WHERE y.id = k.id LIMIT 1) x) k "
+                   "WHERE r.ctid = k.t",
+                   1);
     rc |= db_prepare(db, "pub_drafts",
                      "SELECT id, state, warn_on, due_on, expires_on, warned FROM "
                      "publication.record WHERE (state = 'draft' AND NOT overdue) OR "
@@ -155,16 +184,25 @@ s_why_not(db_t *db, const char *id, const char *agency, bool want_repair, char s
     return rc;
 }
 
+/* How often an approval is tried again when its row moved under it (a concurrent
+ * update gave it a new ctid) while it is still a draft of the agency. */
+#define S_PUBLISH_TRIES 3
+
 int
 workflow_publish(db_t *db, const char *id, const char *agency, const char *identity, char state[16])
 {
     const char *v[] = {id, agency, identity};
-    PGresult *r = db_exec_prepared(db, "pub_approve", 3, v, NULL, NULL, 0);
-    if (!r)
-        return -1;
-    if (PQntuples(r) == 0) {
+    PGresult *r = NULL;
+    for (int attempt = 0;; attempt++) {
+        if (!(r = db_exec_prepared(db, "pub_approve", 3, v, NULL, NULL, 0)))
+            return -1;
+        if (PQntuples(r) == 1)
+            break;
         PQclear(r);
-        return s_why_not(db, id, agency, false, state);
+        int rc = s_why_not(db, id, agency, false, state);
+        if (rc != WORKFLOW_WRONG_STATE || strcmp(state, "draft") != 0 ||
+            attempt + 1 >= S_PUBLISH_TRIES)
+            return rc;
     }
     /* The published event carries the public record (双公示 fields included), so
      * creditpush needs nothing else. */
@@ -330,25 +368,110 @@ s_outcome(rpc_req_t *req, int rc, const char *id, const char *state)
     return s_reply(req, id, state);
 }
 
+/* publication.approve for every request of the turn with one UPDATE (pub_approve_many)
+ * and one outbox write; a request naming a record already named earlier in the turn is
+ * answered after, one at a time (it then finds the record published), and so is one that
+ * published nothing (unknown record, another agency's, not a draft, or a row that moved
+ * under the statement: workflow_publish tells which). Returns 0, or -1 (the turn is
+ * rolled back). */
 static int
 s_approve(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 {
     (void)arg;
     static const char *const only[] = {"record_id", NULL};
+    if (n == 0)
+        return 0;
+    int rc = -1;
+    char(*ids)[24] = calloc(n, sizeof *ids);
+    /* per request: 0 invalid (answered), 1 in the batch, 2 a repeat (one at a time) */
+    unsigned char *how = calloc(n, 1);
+    int *row = malloc(n * sizeof *row);
+    pgarray_t a[3] = {{0}};
+    PGresult *r = NULL;
+    events_out_t out = {0};
+    if (!ids || !how || !row)
+        goto done;
+    pgarray_begin(&a[0], PGARRAY_INT8);
+    pgarray_begin(&a[1], PGARRAY_TEXT);
+    pgarray_begin(&a[2], PGARRAY_TEXT);
     for (size_t i = 0; i < n; i++) {
-        rpc_req_t *req = reqs[i];
         evmsg_err_t err = {0};
         evmsg_map_t b = rpc_req_body(reqs[i], &err);
-        char id[24], state[16] = "";
-        if (s_record_id(&b, id) < 0 || evmsg_map_only(&b, only) < 0) {
-            rpc_fail_evmsg(req, &err);
+        row[i] = -1;
+        if (s_record_id(&b, ids[i]) < 0 || evmsg_map_only(&b, only) < 0) {
+            rpc_fail_evmsg(reqs[i], &err);
             continue;
         }
-        int rc = workflow_publish(db, id, rpc_req_agency(req), rpc_req_identity(req), state);
-        if (s_outcome(req, rc, id, state) < 0)
-            return -1;
+        how[i] = 1;
+        for (size_t j = 0; j < i && how[i] == 1; j++)
+            if (how[j] == 1 && strcmp(ids[j], ids[i]) == 0)
+                how[i] = 2;
+        if (how[i] == 1) {
+            pgarray_int8(&a[0], strtoll(ids[i], NULL, 10));
+            pgarray_str(&a[1], rpc_req_agency(reqs[i]));
+            pgarray_str(&a[2], rpc_req_identity(reqs[i]));
+        }
     }
-    return 0;
+    /* The k-th element of the arrays is the k-th request with how == 1. */
+    size_t *pos = a[0].count ? malloc(a[0].count * sizeof *pos) : NULL;
+    if (a[0].count && !pos)
+        goto done;
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (how[i] == 1)
+            pos[k++] = i;
+    if (a[0].count) {
+        r = pgarray_exec(db, "pub_approve_many", a, 3, 0);
+        if (!r) {
+            free(pos);
+            goto done;
+        }
+        for (int t = 0; t < PQntuples(r); t++) {
+            long k = strtol(PQgetvalue(r, t, 0), NULL, 10) - 1;
+            if (k >= 0 && (size_t)k < a[0].count)
+                row[pos[k]] = t;
+        }
+    }
+    free(pos);
+    /* The published events in request order: each carries the public record (双公示
+     * fields included), so creditpush needs nothing else. */
+    for (size_t i = 0; i < n; i++) {
+        if (row[i] < 0)
+            continue;
+        int t = row[i];
+        json_t *body = json_loads(PQgetvalue(r, t, 5), 0, NULL);
+        json_t *e = json_pack(
+            "{s:I,s:I,s:s,s:s,s:s,s:b,s:o}", "record_id", (json_int_t)strtoll(ids[i], NULL, 10),
+            "case_id", (json_int_t)strtoll(PQgetvalue(r, t, 1), NULL, 10), "case_no",
+            PQgetvalue(r, t, 2), "type", PQgetvalue(r, t, 3), "decision_no", PQgetvalue(r, t, 4),
+            "late", PQgetvalue(r, t, 6)[0] == 't', "record", body ? body : json_null());
+        int erc = e ? events_out_add(&out, "published", rpc_req_agency(reqs[i]), e) : -1;
+        json_decref(e);
+        if (erc < 0)
+            goto done;
+    }
+    if (events_out_flush(db, &out) < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (how[i] == 0)
+            continue;
+        char state[16] = "published";
+        int wrc = 0;
+        if (how[i] == 2 || row[i] < 0)
+            wrc = workflow_publish(db, ids[i], rpc_req_agency(reqs[i]), rpc_req_identity(reqs[i]),
+                                   state);
+        if (s_outcome(reqs[i], wrc, ids[i], state) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    PQclear(r);
+    for (int f = 0; f < 3; f++)
+        pgarray_free(&a[f]);
+    events_out_free(&out);
+    free(row);
+    free(how);
+    free(ids);
+    return rc;
 }
 
 typedef int(s_reason_fn)(db_t *db, const char *id, const char *agency, const char *identity,

@@ -13,7 +13,8 @@
 #
 #   cases_per_s         cases pushed / (last push - first submission)
 #   max_stage_lag_s     the largest time a case spent in one stage (intake: submitted ->
-#                       decided; publication_draft: decided -> drafted; approval:
+#                       decided; intake_relay: decided -> case.decided heard through the
+#                       broker; publication_draft: that event -> drafted; approval:
 #                       drafted -> published; creditpush: published -> sent)
 #   peak_rss_mb         VmHWM per process at the end
 #   pg_single_insert_tps  pgbench -c 16 -j 2, one INSERT per transaction, 10 s

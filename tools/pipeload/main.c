@@ -10,7 +10,9 @@
  * every submitted case was pushed to the credit platform.
  *
  * Per case it keeps the wall-clock time of each stage: submitted, decided (intake's
- * reply), drafted (publication's event), published (the event after approval) and pushed
+ * reply), the case.decided event heard through the broker (intake_relay: intake's outbox
+ * relay sequenced and published it), drafted (publication's event), published (the event
+ * after approval) and pushed
  * (creditpush.item.sent_at: the platform's answer was recorded). A stage's lag is the time
  * a case spent getting there from the stage before; "over time" is the largest lag of the
  * cases that reached the stage in each second. Every second it also reads each process's
@@ -46,10 +48,16 @@
 #define MAX_CLI        16
 #define WINDOW         256 /* requests in flight per intake connection */
 #define APPROVE_WINDOW 512
-#define NSTAGE         5 /* submitted, decided, drafted, published, pushed */
+#define NSTAGE         6 /* submitted, decided, decided event, drafted, published, pushed */
+#define T_SUB          0
+#define T_DECIDED      1
+#define T_EVENT        2 /* case.decided heard through the broker (intake's relay sequenced it) */
+#define T_DRAFTED      3
+#define T_PUBLISHED    4
+#define T_PUSHED       5
 
-static const char *const s_stage[NSTAGE] = {"submitted", "intake", "publication_draft", "approval",
-                                            "creditpush"};
+static const char *const s_stage[NSTAGE] = {"submitted",         "intake",   "intake_relay",
+                                            "publication_draft", "approval", "creditpush"};
 static const char *const s_procs[] = {"broker",      "intake",     "recording",  "review",
                                       "publication", "creditpush", "fake-credit"};
 #define NPROC ((int)(sizeof s_procs / sizeof s_procs[0]))
@@ -311,7 +319,7 @@ s_read_pushed(s_load_t *L, int64_t *record_case, size_t rcap)
         for (int k = 0; k < PQntuples(r); k++) {
             long long rec = atoll(PQgetvalue(r, k, 0));
             if (rec > 0 && (size_t)rec < rcap && record_case[rec] > 0) {
-                L->cases[record_case[rec] - 1].t[4] = atoll(PQgetvalue(r, k, 1));
+                L->cases[record_case[rec] - 1].t[T_PUSHED] = atoll(PQgetvalue(r, k, 1));
                 n++;
             }
         }
@@ -322,7 +330,8 @@ s_read_pushed(s_load_t *L, int64_t *record_case, size_t rcap)
     return n;
 }
 
-static const char *const s_colour[NSTAGE] = {"#000", "#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"};
+static const char *const s_colour[NSTAGE] = {"#000",    "#1f77b4", "#9467bd",
+                                             "#2ca02c", "#ff7f0e", "#d62728"};
 
 /* The SVG chart: for each stage, the largest lag of the cases that reached it in each
  * second of the run. */
@@ -438,7 +447,9 @@ main(int argc, char **argv)
     size_t rcap = 0;
     if (s_registry(L) != 0)
         goto done;
-    static const char *const topics[] = {"publication.drafted." AGENCY,
+    /* case.decided too: how long intake's relay took to sequence and publish the event
+     * (intake_relay) is then told apart from publication's drafting. */
+    static const char *const topics[] = {"case.decided." AGENCY, "publication.drafted." AGENCY,
                                          "publication.published." AGENCY, NULL};
     if (!(sub = story_sub_new(&L->w, "publisher", topics))) {
         fprintf(stderr, "pipeload: %s\n", L->w.err);
@@ -494,7 +505,7 @@ main(int argc, char **argv)
                     s_stop = 1;
                     break;
                 }
-                L->cases[i].t[0] = s_wall_ms();
+                L->cases[i].t[T_SUB] = s_wall_ms();
                 L->n++;
                 cin[c] += 3;
             }
@@ -543,7 +554,7 @@ main(int argc, char **argv)
                 } else if (r.rid[0] == 'o' && i >= 0 && i < L->n) {
                     s_map_case(L, s_result_uint(&r, "case_id"), i);
                 } else if (r.rid[0] == 'd' && i >= 0 && i < L->n) {
-                    L->cases[i].t[1] = s_wall_ms();
+                    L->cases[i].t[T_DECIDED] = s_wall_ms();
                     decided++;
                     last_move = story_now_ms();
                 }
@@ -556,14 +567,18 @@ main(int argc, char **argv)
             int i = s_case_index(L, case_id);
             if (i < 0)
                 continue;
-            if (strncmp(topic, "publication.drafted.", 20) == 0 && !L->cases[i].t[2]) {
-                L->cases[i].t[2] = s_wall_ms();
+            if (strncmp(topic, "case.decided.", 13) == 0 && !L->cases[i].t[T_EVENT]) {
+                L->cases[i].t[T_EVENT] = s_wall_ms();
+            } else if (strncmp(topic, "publication.drafted.", 20) == 0 &&
+                       !L->cases[i].t[T_DRAFTED]) {
+                L->cases[i].t[T_DRAFTED] = s_wall_ms();
                 L->cases[i].record_id = rec;
                 drafted++;
                 last_move = story_now_ms();
                 s_aq_push(L, rec);
-            } else if (strncmp(topic, "publication.published.", 22) == 0 && !L->cases[i].t[3]) {
-                L->cases[i].t[3] = s_wall_ms();
+            } else if (strncmp(topic, "publication.published.", 22) == 0 &&
+                       !L->cases[i].t[T_PUBLISHED]) {
+                L->cases[i].t[T_PUBLISHED] = s_wall_ms();
                 published++;
                 last_move = story_now_ms();
             }
@@ -605,8 +620,8 @@ main(int argc, char **argv)
     /* Throughput: pushed cases over the time from the first submission to the last push. */
     int64_t last = t_start;
     for (int i = 0; i < L->n; i++)
-        if (L->cases[i].t[4] > last)
-            last = L->cases[i].t[4];
+        if (L->cases[i].t[T_PUSHED] > last)
+            last = L->cases[i].t[T_PUSHED];
     double span = (double)(last - t_start) / 1000.0;
     double cps = span > 0 ? pushed / span : 0;
     int secs = (int)((last - t_start) / 1000) + 1;
