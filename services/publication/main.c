@@ -30,6 +30,8 @@
 
 #include "bus.h"
 #include "config.h"
+#include "drafts.h"
+#include "events_since.h"
 #include "events.h"
 #include "ident.h"
 #include "log.h"
@@ -168,7 +170,8 @@ main(void)
     rpc = rpc_server_new(svc->ctx, svc->zap, "publication", c.s.sec, c.s.bind, db_rpc, PUB_SCHEMA,
                          err, sizeof err);
     if (!rpc || rpc_set_metrics(rpc, ops, "publication") < 0 || workflow_register(rpc, &app) < 0 ||
-        stats_register(rpc, &app) < 0) {
+        stats_register(rpc, &app) < 0 || drafts_register(rpc, &app) < 0 ||
+        events_since_register(rpc, PUB_SCHEMA, EVENTS_SINCE_ALLOW) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }

@@ -30,6 +30,7 @@
 #include "bus.h"
 #include "classified.h"
 #include "config.h"
+#include "events_since.h"
 #include "events.h"
 #include "log.h"
 #include "recording.h"
@@ -122,7 +123,8 @@ main(void)
         goto done;
     }
     if (rpc_set_metrics(rpc, ops, "recording") < 0 || access_register(rpc, db_rpc, &app) < 0 ||
-        classified_register(rpc, db_rpc) < 0) {
+        classified_register(rpc, db_rpc) < 0 ||
+        events_since_register(rpc, RECORDING_SCHEMA, EVENTS_SINCE_ALLOW) < 0) {
         log_error("ops not registered", "bind=%s", c.s.bind);
         goto done;
     }

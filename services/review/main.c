@@ -34,6 +34,7 @@
 #include "config.h"
 #include "deadlines.h"
 #include "events.h"
+#include "events_since.h"
 #include "ident.h"
 #include "log.h"
 #include "opinion.h"
@@ -155,7 +156,8 @@ main(void)
     }
     if (rpc_set_metrics(rpc, ops, "review") < 0 || opinion_prepare(db_rpc) < 0 ||
         opinion_register(rpc, &app) < 0 || reviewers_register(rpc, &app) < 0 ||
-        settings_prepare(db_rpc) < 0 || settings_register(rpc, &app) < 0) {
+        settings_prepare(db_rpc) < 0 || settings_register(rpc, &app) < 0 ||
+        events_since_register(rpc, REVIEW_SCHEMA, EVENTS_SINCE_ALLOW) < 0) {
         log_error("ops not registered", "bind=%s error=%s", c.s.bind, db_error(db_rpc));
         goto done;
     }
