@@ -206,9 +206,7 @@ service_relay(service_t *self, db_t *db, const char *stream, char *err, size_t e
     assert(self && !self->pub && !self->relay);
     const service_config_t *c = self->config;
     assert(c);
-    zsock_limits_t out = {1000, 100000, 1000, ZSOCK_MAXMSGSIZE};
-    self->pub = zsock_client(self->ctx, ZMQ_PUB, c->broker_key, c->pub, c->sec, &out, err, errlen);
-    if (!self->pub || zsock_connect(self->pub, c->broker_pub, err, errlen) < 0 ||
+    if (!(self->pub = service_pub(self, err, errlen)) ||
         !(self->relay = bus_relay_new(db, stream, self->pub))) {
         log_error("relay not started", "broker=%s error=%s", c->broker_pub, err);
         return -1;
@@ -217,17 +215,32 @@ service_relay(service_t *self, db_t *db, const char *stream, char *err, size_t e
     return 0;
 }
 
+/* A CURVE client of the broker (its key, ours) of `type`, connected to endpoint. */
+static void *
+s_broker_client(service_t *self, int type, const zsock_limits_t *limits, const char *endpoint,
+                char *err, size_t errlen)
+{
+    const service_config_t *c = self->config;
+    void *sock = zsock_client(self->ctx, type, c->broker_key, c->pub, c->sec, limits, err, errlen);
+    if (sock && zsock_connect(sock, endpoint, err, errlen) < 0)
+        zsock_close(&sock);
+    return sock;
+}
+
+void *
+service_pub(service_t *self, char *err, size_t errlen)
+{
+    assert(self && self->config);
+    zsock_limits_t out = {1000, 100000, 1000, ZSOCK_MAXMSGSIZE};
+    return s_broker_client(self, ZMQ_PUB, &out, self->config->broker_pub, err, errlen);
+}
+
 void *
 service_sub(service_t *self, char *err, size_t errlen)
 {
-    assert(self);
-    const service_config_t *c = self->config;
-    assert(c);
+    assert(self && self->config);
     zsock_limits_t in = {0, 10000, 100000, ZSOCK_MAXMSGSIZE};
-    void *sock = zsock_client(self->ctx, ZMQ_SUB, c->broker_key, c->pub, c->sec, &in, err, errlen);
-    if (sock && zsock_connect(sock, c->broker_sub, err, errlen) < 0)
-        zsock_close(&sock);
-    return sock;
+    return s_broker_client(self, ZMQ_SUB, &in, self->config->broker_sub, err, errlen);
 }
 
 bool

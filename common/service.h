@@ -108,6 +108,12 @@ int service_load_keys(service_t *self, char *err, size_t errlen);
  * on it. Returns 0, or -1 after logging "relay not started". */
 int service_relay(service_t *self, db_t *db, const char *stream, char *err, size_t errlen);
 
+/* A PUB socket connected to the broker's publisher side, with the limits service_relay
+ * gives its own, for a relay the caller runs itself (sx-intake's, in a thread of its own).
+ * It is not self's: the caller closes it before service_destroy. Returns it, or NULL with
+ * the reason in err. */
+void *service_pub(service_t *self, char *err, size_t errlen);
+
 /* A SUB socket connected to the broker's subscriber side (no subscription yet: bus_sub
  * subscribes). Returns it (the caller closes it before service_destroy), or NULL with the
  * reason in err. */

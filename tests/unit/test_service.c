@@ -1,5 +1,5 @@
 /* service: the settings every service reads alike, the key file reloaded on SIGHUP, a
- * stop on SIGTERM, and the poll timeout the loops share. */
+ * stop on SIGTERM, the poll timeout the loops share, and a PUB socket to the broker. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 #include "service.h"
 #include "tsupport.h"
 #include "util.h"
+#include "zsock.h"
 
 static const char *const s_vars[] = {"SX_PG_URL",     "SX_REDIS_URL",         "SX_T_BIND",
                                      "SX_KEY_FILE",   "SX_KEYS_FILE",         "SX_BROKER_PUB",
@@ -196,6 +197,61 @@ test_poll_timeout(void **state)
     service_destroy(&svc);
 }
 
+/* service_pub: a PUB socket that reaches the broker's publisher side over CURVE (here a
+ * SUB server standing in for the broker, admitting the key through svc's ZAP handler),
+ * owned by the caller, not by svc; a bad endpoint gives NULL and the reason. */
+static void
+test_pub_reaches_broker(void **state)
+{
+    (void)state;
+    char dir[4096], keys_path[4200], key_path[4200], pub[KEYS_Z85_LEN + 1], err[512] = "";
+    s_keys(dir, sizeof dir, pub, keys_path, sizeof keys_path);
+    snprintf(key_path, sizeof key_path, "%s/test.key", dir);
+    service_config_t c = {0};
+    assert_int_equal(keys_read_pair(key_path, c.pub, c.sec, err, sizeof err), 0);
+    c.broker_key = c.pub; /* the stand-in broker serves with the same pair */
+    service_t *svc = service_new("test", keys_path, &c);
+    assert_non_null(svc);
+    assert_int_equal(service_zap(svc, (const char *const[]){"svc:", NULL}, NULL, err, sizeof err),
+                     0);
+    void *broker = zsock_server(svc->ctx, ZMQ_SUB, svc->zap, "test", c.sec, &ZSOCK_LIMITS_DEFAULT,
+                                err, sizeof err);
+    assert_non_null(broker);
+    assert_int_equal(zmq_setsockopt(broker, ZMQ_SUBSCRIBE, "", 0), 0);
+    char endpoint[256];
+    assert_int_equal(zsock_bind(broker, "tcp://127.0.0.1:*", err, sizeof err), 0);
+    assert_int_equal(zsock_endpoint(broker, endpoint, sizeof endpoint), 0);
+    c.broker_pub = endpoint;
+
+    void *out = service_pub(svc, err, sizeof err);
+    assert_non_null(out);
+    assert_null(svc->pub); /* the caller's, not svc's */
+    assert_null(svc->relay);
+    /* A PUB drops what it sends before the handshake ends: send until one arrives. */
+    char got[16] = "";
+    for (int i = 0; i < 100 && !got[0]; i++) {
+        assert_int_equal(zmq_send(out, "hello", 5, 0), 5);
+        zmq_pollitem_t item = {broker, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 50) == 1) {
+            int n = zmq_recv(broker, got, sizeof got - 1, 0);
+            assert_int_equal(n, 5);
+            got[n] = '\0';
+        }
+    }
+    assert_string_equal(got, "hello");
+    zsock_close(&out);
+
+    /* An endpoint libzmq refuses: NULL, the reason in err, nothing left open. */
+    c.broker_pub = "bogus://127.0.0.1:1";
+    err[0] = '\0';
+    assert_null(service_pub(svc, err, sizeof err));
+    assert_true(err[0] != '\0');
+
+    zsock_close(&broker);
+    service_destroy(&svc);
+    explicit_bzero(c.sec, sizeof c.sec);
+}
+
 int
 main(void)
 {
@@ -205,6 +261,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sighup_reloads_keys_sigterm_stops, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_poll_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_pub_reaches_broker, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
