@@ -13,6 +13,7 @@
 #include "case_state.h"
 #include "doc_types.h"
 #include "decision_gate.h"
+#include "events_since.h"
 #include "ident.h"
 #include "log.h"
 #include "pgarray.h"
@@ -667,7 +668,12 @@ s_load_cases(db_t *db, s_batch_t *b, bool lock)
 }
 
 /* The one UPDATE of the batch's changed cases: their final state and, per op, the
- * columns the op sets (NULL keeps the column). */
+ * columns the op sets (NULL keeps the column). Each row is found by an index probe and
+ * updated by ctid (a TID scan), whatever the statistics say: written "WHERE c.id = u.id",
+ * the generic plan cached while intake.cases was young hashed a sequential scan of the
+ * whole table (2.8 ms, 800 buffers a call as it grew). The ctid is safe: every dirty case
+ * was locked FOR UPDATE by s_load_cases(lock) in this transaction, so no other
+ * transaction can move it; s_update_cases checks that every row was updated. */
 static const char s_update_sql[] =
     "UPDATE intake.cases c SET state = u.state, updated_at = now(),"
     " proposal_version = u.pv, record_count = u.rc,"
@@ -684,7 +690,8 @@ static const char s_update_sql[] =
     "             $7::date[], $8::date[], $9::text[], $10::date[], $11::text[], $12::date[],"
     "             $13::text[], $14::text[], $15::text[], $16::date[])"
     "      AS u(id, state, pv, rc, dv, dno, ddate, son, sm, eon, em, con, cn, rk, rr, ron)"
-    " WHERE c.id = u.id";
+    " CROSS JOIN LATERAL (SELECT c0.ctid AS t FROM intake.cases c0 WHERE c0.id = u.id LIMIT 1) k"
+    " WHERE c.ctid = k.t";
 
 static int
 s_update_cases(db_t *db, s_batch_t *b)
@@ -757,7 +764,13 @@ s_update_cases(db_t *db, s_batch_t *b)
     s_params_free(&p);
     if (!r)
         return -1;
+    long updated = strtol(PQcmdTuples(r), NULL, 10);
     PQclear(r);
+    if (updated != (long)count) {
+        log_error("case_ops: locked cases not all updated", "expected=%zu updated=%ld", count,
+                  updated);
+        return -1;
+    }
     return 0;
 }
 
@@ -1718,13 +1731,15 @@ s_decide_read(s_batch_t *b, s_item_t *it, const evmsg_map_t *body, evmsg_err_t *
     evmsg_map_str(body, "decision_no", EVMSG_NONEMPTY, CASE_CODE_MAX, it->decision_no);
 }
 
+/* The proposal by an index probe (LATERAL ... LIMIT 1), whatever the statistics say. */
 static const char s_decided_sql[] =
     "SELECT k.i, p.category, p.content, (p.fine * 1000000)::bigint,"
     " (p.confiscation * 1000000)::bigint, p.legal_basis, p.violation_code, p.circumstance,"
     " (SELECT true FROM intake.cases c WHERE c.agency = k.a::char(18) AND c.decision_no = k.no)"
     " FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[]) WITH ORDINALITY"
     "      AS k(case_id, version, a, no, i)"
-    " LEFT JOIN intake.case_proposal p ON p.case_id = k.case_id AND p.version = k.version"
+    " LEFT JOIN LATERAL (SELECT p0.* FROM intake.case_proposal p0"
+    "                    WHERE p0.case_id = k.case_id AND p0.version = k.version LIMIT 1) p ON true"
     " ORDER BY k.i";
 
 /* The gate's verdicts (it->method holds the gate_verdict_t), the proposals to decide on
@@ -1830,6 +1845,14 @@ s_decide_reply(msgpack_packer *pk, s_batch_t *b, s_item_t *it)
 }
 
 /* The statutory deadline is met when the decision (or the inspection result) is made. */
+static const char s_deadline_met_sql[] =
+    "UPDATE intake.case_deadline d SET met_on = u.day"
+    " FROM unnest($1::int8[], $2::date[]) AS u(id, day)"
+    " CROSS JOIN LATERAL (SELECT d0.ctid AS t FROM intake.case_deadline d0"
+    "                     WHERE d0.case_id = u.id AND d0.met_on IS NULL LIMIT 1) k"
+    " WHERE d.ctid = k.t AND d.met_on IS NULL"
+    " RETURNING d.case_id";
+
 static int
 s_deadline_met(db_t *db, s_batch_t *b)
 {
@@ -1845,16 +1868,49 @@ s_deadline_met(db_t *db, s_batch_t *b)
         pgarray_int8(&p.a[0], b->cases[it->ci].id);
         pgarray_date(&p.a[1], it->date);
     }
-    PGresult *r = count ? s_params_exec(db, &p, "case_deadline_met",
-                                        "UPDATE intake.case_deadline d SET met_on = u.day"
-                                        " FROM unnest($1::int8[], $2::date[]) AS u(id, day)"
-                                        " WHERE d.case_id = u.id AND d.met_on IS NULL",
-                                        0)
-                        : NULL;
-    s_params_free(&p);
-    if (count && !r)
+    /* Each pending deadline is found by an index probe and updated by ctid, whatever the
+     * statistics say ("WHERE d.case_id = u.id" cached a hash join over a sequential scan
+     * while the table was young). The row is not locked beforehand: deadlines.c may update
+     * it (warned_at, overdue_at) meanwhile, and then this statement skips it (its ctid
+     * changed). So the ids not returned are tried again (at most twice), in a new statement
+     * that sees the row's new version; an id with no pending deadline is simply not
+     * returned again, and the same ids missed twice end it. */
+    bool *met = count ? calloc(b->n, sizeof *met) : NULL;
+    if (count && !met) {
+        s_params_free(&p);
         return -1;
-    PQclear(r);
+    }
+    size_t tried = count;
+    for (int attempt = 0; tried > 0 && attempt < 3; attempt++) {
+        PGresult *r = s_params_exec(db, &p, "case_deadline_met", s_deadline_met_sql, 0);
+        s_params_free(&p);
+        if (!r) {
+            free(met);
+            return -1;
+        }
+        s_params_begin(&p, oids, 2);
+        size_t missed = 0;
+        int rows = PQntuples(r);
+        for (size_t i = 0; i < b->n; i++) {
+            s_item_t *it = &b->items[i];
+            if (it->failed || met[i])
+                continue;
+            int64_t id = b->cases[it->ci].id;
+            for (int j = 0; j < rows && !met[i]; j++)
+                met[i] = strtoll(PQgetvalue(r, j, 0), NULL, 10) == id;
+            if (!met[i]) {
+                pgarray_int8(&p.a[0], id);
+                pgarray_date(&p.a[1], it->date);
+                missed++;
+            }
+        }
+        PQclear(r);
+        if (attempt > 0 && missed == tried)
+            break;
+        tried = missed;
+    }
+    free(met);
+    s_params_free(&p);
     return 0;
 }
 
@@ -2101,6 +2157,8 @@ s_result(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 
 #define S_D(x) "(" x " - date '1970-01-01')"
 
+/* Each case, deadline and inspection result is an index probe (LATERAL ... LIMIT 1),
+ * whatever the statistics say. */
 static const char s_get_sql[] =
     "SELECT c.id, c.matter_version, c.party_kind, c.party_name, c.party_id_type, c.party_id_no,"
     " c.summary, c.on_site, " S_D(
@@ -2131,20 +2189,31 @@ static const char s_get_sql[] =
                                                                                                                                      "         count(*) FILTER (WHERE r.stage = 'review_decision') || ',' ||"
                                                                                                                                      "         count(*) FILTER (WHERE r.stage = 'service_execution')"
                                                                                                                                      "    FROM intake.case_record r WHERE r.case_id = c.id)"
-                                                                                                                                     " FROM intake.cases c"
-                                                                                                                                     " LEFT JOIN intake.case_deadline d ON d.case_id = c.id"
-                                                                                                                                     " LEFT JOIN intake.inspection_result ir ON ir.case_id = c.id"
-                                                                                                                                     " WHERE c.id = ANY($1::int8[])";
+    " FROM unnest($1::int8[]) AS k(id)"
+    " CROSS JOIN LATERAL (SELECT c0.* FROM intake.cases c0 WHERE c0.id = k.id LIMIT 1) c"
+    " LEFT JOIN LATERAL (SELECT d0.* FROM intake.case_deadline d0 WHERE d0.case_id = c.id"
+    "                    LIMIT 1) d ON true"
+    " LEFT JOIN LATERAL (SELECT ir0.* FROM intake.inspection_result ir0"
+    "                    WHERE ir0.case_id = c.id LIMIT 1) ir ON true";
 
+/* Per case, the latest proposals (at most $2: versions are numbered 1, 2, ... per case)
+ * and their verdicts, each an index probe (LATERAL, LIMIT) whatever the statistics say:
+ * as plain joins the generic plan cached while the tables were young hashed a sequential
+ * scan of case_proposal. */
 static const char s_get_proposals_sql[] =
     "SELECT p.case_id, p.version, p.category, p.content, (p.fine * 1000000)::bigint,"
     " (p.confiscation * 1000000)::bigint, p.legal_basis, p.violation_code, p.circumstance,"
     " p.requires_review, array_to_string(p.review_rules, E'\\x1f'), p.deviation_reason,"
     " v.verdict, v.opinion"
-    " FROM intake.cases c JOIN intake.case_proposal p ON p.case_id = c.id"
-    " LEFT JOIN intake.review_verdict v ON v.case_id = p.case_id AND v.proposal_version = p.version"
-    "      AND v.agency = c.agency"
-    " WHERE c.id = ANY($1::int8[]) AND p.version > c.proposal_version - $2::int"
+    " FROM unnest($1::int8[]) AS k(id)"
+    " CROSS JOIN LATERAL (SELECT c0.agency, c0.proposal_version FROM intake.cases c0"
+    "                     WHERE c0.id = k.id LIMIT 1) c"
+    " CROSS JOIN LATERAL (SELECT p0.* FROM intake.case_proposal p0 WHERE p0.case_id = k.id"
+    "                     AND p0.version > c.proposal_version - $2::int"
+    "                     ORDER BY p0.version DESC LIMIT $2::int) p"
+    " LEFT JOIN LATERAL (SELECT v0.verdict, v0.opinion FROM intake.review_verdict v0"
+    "                    WHERE v0.case_id = p.case_id AND v0.proposal_version = p.version"
+    "                    AND v0.agency = c.agency LIMIT 1) v ON true"
     " ORDER BY p.case_id, p.version DESC";
 
 static void
@@ -2352,114 +2421,6 @@ done:
     return rc;
 }
 
-/* ==== events.since ====================================================================== */
-
-static uint64_t
-s_be64(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++)
-        v = v << 8 | u[k];
-    return v;
-}
-
-/* One department's own sequenced events after aseq `from`, in aseq order, at most
- * `limit` and at most what fits in one reply (RPC_RESULT_MAX): `more` says whether to
- * ask again from `last_aseq`. */
-static int
-s_events_one(db_t *db, rpc_req_t *req)
-{
-    evmsg_err_t err = {{0}, {0}};
-    evmsg_map_t body = rpc_req_body(req, &err);
-    static const char *const keys[] = {"from", "limit", NULL};
-    uint64_t from = 0, limit = CASE_EVENTS_MAX;
-    evmsg_map_only(&body, keys);
-    evmsg_map_uint(&body, "from", EVMSG_REQUIRED, INT64_MAX, &from);
-    evmsg_map_uint(&body, "limit", EVMSG_OPTIONAL, CASE_EVENTS_MAX, &limit);
-    if (!err.reason[0] && limit == 0) {
-        snprintf(err.path, sizeof err.path, "body.limit");
-        snprintf(err.reason, sizeof err.reason, "must be between 1 and %d", CASE_EVENTS_MAX);
-    }
-    if (err.reason[0]) {
-        rpc_fail_evmsg(req, &err);
-        return 0;
-    }
-    char f[24], l[24];
-    snprintf(f, sizeof f, "%" PRIu64, from);
-    snprintf(l, sizeof l, "%" PRIu64, limit + 1); /* one more: is there more? */
-    const char *values[3] = {rpc_req_agency(req), f, l};
-    if (db_prepare(db, "case_events_since",
-                   "SELECT topic, seq, aseq, at, v, data FROM intake.outbox"
-                   " WHERE agency = $1 AND aseq > $2::int8 ORDER BY aseq LIMIT $3::int8",
-                   3) < 0)
-        return -1;
-    PGresult *r = db_exec_prepared(db, "case_events_since", 3, values, NULL, NULL, 1);
-    if (!r)
-        return -1;
-    size_t rows = (size_t)PQntuples(r), k = 0, budget = RPC_RESULT_MAX - 256, used = 0;
-    bool more = rows > limit;
-    if (rows > limit)
-        rows = (size_t)limit;
-    /* How many fit: each event costs its topic and data plus at most ~80 bytes of keys
-     * and integers. */
-    for (; k < rows; k++) {
-        size_t cost = (size_t)PQgetlength(r, (int)k, 0) + (size_t)PQgetlength(r, (int)k, 5) + 80;
-        if (used + cost > budget)
-            break;
-        used += cost;
-    }
-    more = more || k < rows;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    s_key(&pk, "events");
-    msgpack_pack_array(&pk, k);
-    uint64_t last = from;
-    for (size_t j = 0; j < k; j++) {
-        int row = (int)j;
-        last = s_be64(PQgetvalue(r, row, 2));
-        msgpack_pack_map(&pk, 6);
-        s_kstr(&pk, "topic", PQgetvalue(r, row, 0), (size_t)PQgetlength(r, row, 0));
-        s_key(&pk, "seq");
-        msgpack_pack_uint64(&pk, s_be64(PQgetvalue(r, row, 1)));
-        s_key(&pk, "aseq");
-        msgpack_pack_uint64(&pk, last);
-        s_kint(&pk, "at", (int64_t)s_be64(PQgetvalue(r, row, 3)));
-        const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, 4);
-        s_kint(&pk, "v",
-               (int64_t)((uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3]));
-        /* data: the event's map exactly as stored (checked when it was emitted). */
-        s_key(&pk, "data");
-        msgpack_sbuffer_write(&sb, PQgetvalue(r, row, 5), (size_t)PQgetlength(r, row, 5));
-    }
-    s_key(&pk, "last_aseq");
-    msgpack_pack_uint64(&pk, last);
-    s_kbool(&pk, "more", more);
-    PQclear(r);
-    rpc_ok(req, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return 0;
-}
-
-static int
-s_events_since(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
-{
-    (void)arg;
-    for (size_t i = 0; i < n; i++) {
-        if (!rpc_req_agency(reqs[i])) {
-            rpc_fail(reqs[i], "forbidden", "op", "无权执行此操作",
-                     "only an agency may call this op");
-            continue;
-        }
-        if (s_events_one(db, reqs[i]) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* ==== Registration ====================================================================== */
 
 int
@@ -2479,11 +2440,11 @@ case_ops_register(rpc_server_t *rpc, intake_t *app)
         {"case.serve", RPC_WRITE, s_serve},         {"case.execute", RPC_WRITE, s_execute},
         {"case.close", RPC_WRITE, s_close},         {"case.revoke", RPC_WRITE, s_revoke},
         {"inspection.result", RPC_WRITE, s_result}, {"case.get", RPC_READ, s_get},
-        {"events.since", RPC_READ, s_events_since},
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (rpc_register(
                 rpc, &(rpc_op_t){ops[i].name, ops[i].flags, CASE_OPS_ALLOW, ops[i].fn, app}) < 0)
             return -1;
-    return 0;
+    /* events.since: the common op over intake's outbox (common/events_since). */
+    return events_since_register(rpc, INTAKE_SCHEMA, CASE_OPS_ALLOW);
 }

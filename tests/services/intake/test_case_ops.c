@@ -1331,6 +1331,72 @@ test_deadline_rules(void **state)
     assert_false(decision_gate_allows(GATE_PENDING));
 }
 
+/* case.decide sets the deadline's met_on by ctid; when the deadline timers (deadlines.c)
+ * update the row (warned_at) while case.decide waits for it, its ctid moves and the ids
+ * the update missed are tried again: met_on is still set. */
+typedef struct {
+    db_t *chk, *blocker;
+    char pid[16];
+    bool waited;
+} s_blocker_t;
+
+static void *
+s_commit_when_waited_on(void *arg)
+{
+    s_blocker_t *bl = arg;
+    char sql[200], b[64];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+             bl->pid);
+    for (int i = 0; i < 1000 && !bl->waited; i++) { /* at most 10 s */
+        PGresult *r = db_query(bl->chk, sql, 0, NULL);
+        snprintf(b, sizeof b, "%s", r && PQntuples(r) ? PQgetvalue(r, 0, 0) : "0");
+        PQclear(r);
+        bl->waited = atoi(b) > 0;
+        if (!bl->waited)
+            usleep(10000);
+    }
+    PGresult *r = db_query(bl->blocker, "COMMIT", 0, NULL);
+    PQclear(r);
+    return NULL;
+}
+
+static void
+test_deadline_met_when_row_moved(void **state)
+{
+    fx_t *fx = *state;
+    int64_t id = s_open(fx, "MOVED-1", "PEN-1", "2019-09-27");
+    json_t *j = s_ok(fx->ca, "case.propose", "mv-prop",
+                     "{\"case_no\": \"MOVED-1\", \"category\": \"罚款\", \"content\": "
+                     "\"罚款五千元\", \"fine\": \"0.5\", \"legal_basis\": \"第十三条\"}");
+    json_decref(j);
+    s_blocker_t bl = {.chk = fx->chk, .blocker = db_new(fx->url, "intake-blocker")};
+    assert_int_equal(db_connect(bl.blocker, 5000), 0);
+    s_one(bl.blocker, "SELECT pg_backend_pid()", bl.pid, sizeof bl.pid);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "UPDATE intake.case_deadline SET warned_at = now() WHERE case_id = %" PRId64, id);
+    s_sql(bl.blocker, "BEGIN");
+    s_sql(bl.blocker, sql);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_commit_when_waited_on, &bl), 0);
+    j = s_ok(fx->ca, "case.decide", "mv-dec",
+             "{\"case_id\": %" PRId64 ", \"decision_no\": \"罚决〔2019〕9号\", "
+             "\"decision_date\": \"2019-10-20\"}",
+             id);
+    pthread_join(t, NULL);
+    assert_true(bl.waited); /* case.decide did wait for the moved row */
+    assert_string_equal(s_jstr(j, "state"), "decided");
+    json_decref(j);
+    char b[64];
+    snprintf(sql, sizeof sql,
+             "SELECT met_on || '/' || (warned_at IS NOT NULL) FROM intake.case_deadline"
+             " WHERE case_id = %" PRId64,
+             id);
+    assert_string_equal(s_one(fx->chk, sql, b, sizeof b), "2019-10-20/true");
+    db_destroy(&bl.blocker);
+}
+
 int
 main(void)
 {
@@ -1349,6 +1415,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_same_case_in_one_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_since, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_of_300_opens, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_met_when_row_moved, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
