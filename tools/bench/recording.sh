@@ -3,10 +3,11 @@
 # "Benchmark") through the real sx-recording, with PostgreSQL references measured in the
 # same run. Runs under tests/harness/with-servers with fsync ON.
 #
-#   build/bin/recload plays intake: it writes case events into intake's outbox (batches of
-#   1000 per transaction) and runs intake's relay; the real sx-broker carries them; the
-#   real sx-recording appends each as the next entry of its case's chain, in the
-#   transaction that moves its cursor (with its record.appended event).
+#   build/bin/recload plays intake: it writes case events into intake's outbox, sequenced as
+#   written like intake's case ops (batches of 1000 per transaction), and runs intake's
+#   relay; the real sx-broker carries them; the real sx-recording appends each as the next
+#   entry of its case's chain, in the transaction that moves its cursor (with its
+#   record.appended event, sequenced as written too).
 #
 #   appends_per_s          live: BENCH_EVENTS events (default 200000) over BENCH_CASES
 #                          cases (default 20, so 10,000 entries each), from the first
@@ -16,6 +17,14 @@
 #                          recording started: from its start to the last entry committed
 #   verify_10k_ms          record.verify of one 10,000-entry chain through the door
 #                          (median of 5; recomputes every entry's canonical bytes and hash)
+#   wal_bytes_per_append   WAL written by the catch-up (recording alone, from a checkpoint,
+#                          to its last event sequenced) over the entries appended:
+#                          repeatable on a shared machine, where the rates are not
+#   wal_records_per_append the same in WAL records (pg_stat_wal)
+#   live_wal_bytes_per_append  WAL during the live run, producer and both relays included
+#   cpu_us_per_append      catch-up: CPU time (user + system) of sx-recording and of its
+#                          Postgres backends over the entries appended (steadier than
+#                          the rates on a shared machine)
 #   pg_single_insert_tps   reference: pgbench -c 16 -j 2, one INSERT per transaction, 10 s
 #   pg_batch_events_per_s  reference: pgbench -c 1, transactions of 1000 "events", each one
 #                          entry-shaped row (same columns, indexes, body size) and one
@@ -84,13 +93,28 @@ wait_cursor() { # want timeout_s
     done
 }
 
+# Until no row of schema $1's outbox waits for its relay (rows written sequenced never do).
+wait_sequenced() { # schema timeout_s
+    local t0=$SECONDS c
+    while :; do
+        c=$("${PSQL[@]}" -c "SELECT count(*) FROM $1.outbox WHERE seq IS NULL")
+        [ "$c" -eq 0 ] && return 0
+        [ $((SECONDS - t0)) -lt "$2" ] || { echo "bench-recording: $c rows of $1.outbox unsequenced" >&2; return 1; }
+        sleep 0.05
+    done
+}
+lsn() { "${PSQL[@]}" -c "SELECT pg_current_wal_lsn() || ' ' || wal_records FROM pg_stat_wal"; }
+
 # 1. Live: recording running while intake's events arrive.
 start_recording
 echo "bench-recording: $N events over $C cases, live, fsync on" >&2
+read -r lsn0 _ <<<"$(lsn)"
 t0=$(now)
 prod=$("$B/recload" produce "$N" "$C" 1)
 wait_cursor "$N" 900
 t1=$(now)
+wait_sequenced recording 300
+read -r lsn1 _ <<<"$(lsn)"
 echo "recload: $prod" >&2
 live=$(echo "$N / ($t1 - $t0)" | bc -l)
 
@@ -113,10 +137,27 @@ verify_ms=$(vget verify_ms) verify_count=$(vget count)
 kill "$rpid"
 wait "$rpid" || true
 "$B/recload" produce "$N" "$C" $((C + 1)) >/dev/null
+wait_sequenced intake 300
+"${PSQL[@]}" -c "CHECKPOINT"
+read -r lsn2 rec2 <<<"$(lsn)"
 t2=$(now)
 start_recording
 wait_cursor $((2 * N)) 900
 t3=$(now)
+wait_sequenced recording 300
+read -r lsn3 rec3 <<<"$(lsn)"
+# CPU of sx-recording and of its Postgres backends, all started with the catch-up.
+bpids=$("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+    WHERE application_name LIKE 'sx-recording%'")
+ticks=0
+for p in $rpid $bpids; do
+    t=$(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+    ticks=$((ticks + t))
+done
+cpu=$(echo "$ticks * 1000000 / $(getconf CLK_TCK) / $N" | bc -l)
+wal=$("${PSQL[@]}" -c "SELECT round(pg_wal_lsn_diff('$lsn3', '$lsn2') / $N)")
+walrec=$(echo "($rec3 - $rec2) / $N" | bc -l)
+livewal=$("${PSQL[@]}" -c "SELECT round(pg_wal_lsn_diff('$lsn1', '$lsn0') / $N)")
 catchup=$(echo "$N / ($t3 - $t2)" | bc -l)
 entries=$("${PSQL[@]}" -c "SELECT count(*) || ' ' || count(DISTINCT seq) FROM recording.entry")
 [ "$entries" = "$((2 * N)) $((2 * N))" ] || { echo "bench-recording: entries $entries after catch-up" >&2; exit 1; }
@@ -155,6 +196,10 @@ printf '%-26s %14.0f %10s\n' appends_per_s "$live" ">=10000"
 printf '%-26s %14.0f %10s\n' catchup_appends_per_s "$catchup" ">=10000"
 printf '%-26s %14.1f %10s\n' verify_10k_ms "$verify_ms" ""
 printf '%-26s %14s %10s\n' verify_chain_entries "$verify_count" "10000"
+printf '%-26s %14s %10s\n' wal_bytes_per_append "$wal" ""
+printf '%-26s %14.2f %10s\n' wal_records_per_append "$walrec" ""
+printf '%-26s %14s %10s\n' live_wal_bytes_per_append "$livewal" ""
+printf '%-26s %14.1f %10s\n' cpu_us_per_append "$cpu" ""
 printf '%-26s %14.0f %10s\n' pg_single_insert_tps "$pgtps" "(ref)"
 printf '%-26s %14.0f %10s\n' pg_batch_events_per_s "$bref" "(ref)"
 printf '%-26s %14.2f %10s\n' appends_vs_pg_single "$(echo "$live / $pgtps" | bc -l)" ""
@@ -169,6 +214,10 @@ cat >"$out" <<JSON
   "catchup_appends_per_s": $(printf '%.0f' "$catchup"),
   "verify_10k_ms": $verify_ms,
   "verify_chain_entries": $verify_count,
+  "wal_bytes_per_append": $wal,
+  "wal_records_per_append": $(printf '%.2f' "$walrec"),
+  "live_wal_bytes_per_append": $livewal,
+  "cpu_us_per_append": $(printf '%.1f' "$cpu"),
   "pg_single_insert_tps": $(printf '%.0f' "$pgtps"),
   "pg_batch_events_per_s": $(printf '%.0f' "$bref"),
   "entry_body_bytes": $body,

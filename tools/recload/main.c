@@ -8,7 +8,10 @@
  *                        (FIRST default 1): each case's first event is case.opened, the
  *                        rest case.recorded (a text or, one in ten, a video record of the
  *                        investigation). Transactions of BATCH events (default 1000, at
- *                        most 1000). Prints "produced=N seconds=S per_s=R".
+ *                        most 1000), sequenced as written (bus_emit_batch_seq), as
+ *                        intake's case ops are; JIT off for the session, whose first
+ *                        plans of that statement would otherwise be compiled (0.3 s
+ *                        each). Prints "produced=N seconds=S per_s=R".
  *   recload relay        intake's relay: sequences the outbox and publishes to the broker
  *                        until SIGTERM/SIGINT
  *   recload verify ENDPOINT SERVER_KEY CASE [TIMES]
@@ -164,7 +167,7 @@ s_produce(int argc, char **argv)
     db_t *db = s_db("recload-produce");
     if (!db)
         return 1;
-    if (bus_migrate(db, S_STREAM, NULL) < 0) {
+    if (bus_migrate(db, S_STREAM, NULL) < 0 || db_command(db, "SET jit = off") < 0) {
         fprintf(stderr, "recload: bus tables: %s\n", db_error(db));
         db_destroy(&db);
         return 1;
@@ -187,7 +190,8 @@ s_produce(int argc, char **argv)
             ev[j] = (bus_event_in_t){topics[j], 1, sb[j].data, sb[j].size};
         }
         evmsg_err_t err = {{0}, {0}};
-        if (db_begin(db) < 0 || bus_emit_batch(db, S_STREAM, ev, (size_t)(end - done), &err) < 0 ||
+        if (db_begin(db) < 0 ||
+            bus_emit_batch_seq(db, S_STREAM, ev, (size_t)(end - done), &err) < 0 ||
             db_commit(db) != 0) {
             char why[300];
             fprintf(stderr, "recload: produce: %s %s\n", evmsg_err_str(&err, why, sizeof why),
