@@ -275,10 +275,16 @@ db_destroy(db_t **self_p)
 static PGconn *
 s_try_connect(db_t *self, int64_t deadline, char *reason, size_t size)
 {
-    const char *kw[4], *val[4];
+    const char *kw[5], *val[5];
     int n = 0;
     kw[n] = "dbname", val[n++] = self->conninfo;
     kw[n] = "client_encoding", val[n++] = "UTF8";
+    /* No JIT: the services' statements are short, and a first plan costed from missing
+     * statistics (a young bus_head, say) crossed jit_above_cost and spent ~0.3 s
+     * compiling a statement that runs in a millisecond. An "options" of the caller's
+     * own is kept as it is. */
+    if (!strstr(self->conninfo, "options"))
+        kw[n] = "options", val[n++] = "-c jit=off";
     if (self->appname)
         kw[n] = "application_name", val[n++] = self->appname;
     kw[n] = NULL, val[n] = NULL;

@@ -17,8 +17,7 @@ const char *const recording_events_prefixes[] = {"case.", "inspection.", "regist
 
 static char s_load[DB_STMT_NAME_MAX], s_ins[DB_STMT_NAME_MAX], s_up[DB_STMT_NAME_MAX],
     s_avput[DB_STMT_NAME_MAX], s_avget[DB_STMT_NAME_MAX], s_gopen[DB_STMT_NAME_MAX],
-    s_gclose[DB_STMT_NAME_MAX], s_rej[DB_STMT_NAME_MAX], s_unseq[DB_STMT_NAME_MAX],
-    s_nojit[DB_STMT_NAME_MAX];
+    s_gclose[DB_STMT_NAME_MAX], s_rej[DB_STMT_NAME_MAX], s_unseq[DB_STMT_NAME_MAX];
 
 /* Whether recording's outbox may still hold rows waiting for the relay's seq: written by
  * an earlier version, which left sequencing to the relay. While it may, events are left
@@ -79,8 +78,6 @@ recording_events_prepare(db_t *db)
         db_prepare_in(db, RECORDING_SCHEMA, "ev_unseq",
                       "SELECT EXISTS (SELECT 1 FROM {s}.outbox WHERE seq IS NULL)", 0,
                       s_unseq) < 0 ||
-        db_prepare_in(db, RECORDING_SCHEMA, "ev_nojit", "SELECT set_config('jit', 'off', true)", 0,
-                      s_nojit) < 0 ||
         archive_prepare(db) < 0)
         return -1;
     return 0;
@@ -570,16 +567,6 @@ s_emit_all(s_batch_t *b)
             log_info("outbox rows wait for the relay; events left to it until none does",
                      "events=%zu", b->nev);
         said = said || s_unsequenced;
-    }
-    if (!s_unsequenced) {
-        /* bus_emit_batch_seq's first plans on a connection are custom ones, costed in the
-         * billions (bus_head has no statistics; its joins multiply the guesses), which
-         * sets off JIT compilation: about 0.3 s for each of the first five batches of
-         * each connection, more than the batches themselves. For this transaction only. */
-        PGresult *r = db_exec_prepared(b->tx, s_nojit, 0, NULL, NULL, NULL, 0);
-        if (!r)
-            return -1;
-        PQclear(r);
     }
     bus_event_in_t in[BUS_BATCH_MAX];
     for (size_t i = 0; i < b->nev;) {

@@ -235,6 +235,12 @@ test_query_parameters_stay_data(void **state)
     assert_string_equal(PQgetvalue(r, 0, 0), "sx-test-db");
     PQclear(r);
 
+    /* Service connections run without JIT (db.c, s_try_connect). */
+    r = db_query(db, "SELECT current_setting('jit')", 0, NULL);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "off");
+    PQclear(r);
+
     /* One statement per call: a second statement cannot ride along. */
     assert_null(db_query(db, "SELECT 1; DROP TABLE t", 0, NULL));
     s_assert_contains(db_error(db), "multiple commands");
