@@ -12,7 +12,7 @@
  *   SX_BROKER_PUB, SX_BROKER_SUB, SX_BROKER_PUBLIC_KEY   the broker, required
  *   SX_SHARD_INDEX, SX_SHARD_COUNT  this writer's shard of the case events (default 0 of 1)
  *   SX_PORTAL_BIND, SX_PORTAL_PORT  the public API, default 127.0.0.1:8088
- *   SX_PORTAL_THREADS, SX_PORTAL_MAX_STALE_MS  its threads (8) and staleness (0: none; portal.h)
+ *   SX_PORTAL_THREADS, SX_PORTAL_MAX_STALE_MS  its threads (8) and staleness (1000 ms; portal.h)
  *   SX_LEGAL_OFFICE        the city legal office's (司法局) agency code: the statistics of
  *                          each period are reported to it (publication.report.<code>);
  *                          unset, the reports are only stored and read over rpc
@@ -62,7 +62,7 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->portal.threads =
         (int)config_int(cfg, "SX_PORTAL_THREADS", PORTAL_THREADS_DEFAULT, 1, PORTAL_THREADS_MAX);
     c->portal.max_stale_ms =
-        (int)config_int(cfg, "SX_PORTAL_MAX_STALE_MS", 0, 0, PORTAL_MAX_STALE_MS);
+        (int)config_int(cfg, "SX_PORTAL_MAX_STALE_MS", PORTAL_STALE_DEFAULT_MS, 0, PORTAL_MAX_STALE_MS);
     c->shard_index = (int)config_int(cfg, "SX_SHARD_INDEX", 0, 0, 255);
     c->shard_count = (int)config_int(cfg, "SX_SHARD_COUNT", 1, 1, 256);
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);

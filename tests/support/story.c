@@ -207,6 +207,7 @@ s_env(story_world_t *w, const char *name, char *env[], int max)
         if (i == STORY_PUBLICATION) {
             S_ADD("SX_PORTAL_BIND=127.0.0.1");
             S_ADD("SX_PORTAL_PORT=%d", w->portal_port);
+            S_ADD("SX_PORTAL_MAX_STALE_MS=0"); /* the story reads right after each change */
         } else if (i == STORY_RECORDING) {
             S_ADD("SX_RECORDING_SIGN_KEY=%s/recording-seal.key", w->keydir);
         } else if (i == STORY_REVIEW && w->o.pool_agency) {
