@@ -10,6 +10,8 @@
 # system, publication.approve from its publisher for each draft it hears — with at most
 # BENCH_INFLIGHT (default 5000) cases between submission and publication, then waits
 # (bounded: 120 s for publication, 120 s for pushes) until every case was pushed.
+# BENCH_CLIENTS (pipeload's default 8, at most 16) intake connections, each with up to
+# 256 requests in flight.
 #
 #   cases_per_s         cases pushed / (last push - first submission)
 #   max_stage_lag_s     the largest time a case spent in one stage (intake: submitted ->
@@ -42,7 +44,7 @@ echo "bench-pipeline: pgbench reference $pgtps one-row insert tps; now $S s of p
 
 rc=0
 timeout $((S + 420)) "$B/pipeload" --seconds "$S" --inflight "$INF" --out "$out" --svg "$svg" \
-    --reference-tps "$pgtps" || rc=$?
+    --reference-tps "$pgtps" ${BENCH_CLIENTS:+--clients "$BENCH_CLIENTS"} || rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "bench-pipeline: pipeload exited $rc; service logs in $SX_TMP (SX_KEEP_TMP=1 keeps them)" >&2
     grep -h 'level=error' "$SX_TMP"/*.log 2>/dev/null | head -20 >&2 || true
