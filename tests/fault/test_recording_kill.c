@@ -182,6 +182,20 @@ test_kill9_loses_and_repeats_no_entry(void **state)
     assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.outbox"
                                          " WHERE topic LIKE 'record.appended.%'"),
                      TOTAL);
+    /* Recording's own stream stays gapless through the kills: seqs 1..n, each agency's
+     * aseqs 1..its count, the head at n, nothing left unsequenced. */
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.outbox WHERE seq IS NULL"),
+                     0);
+    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.bus_head h"
+                                         " WHERE h.last_seq <> (SELECT max(seq) FROM recording.outbox)"
+                                         " OR h.last_seq <> (SELECT count(DISTINCT seq)"
+                                         " FROM recording.outbox)"),
+                     0);
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM (SELECT agency, max(aseq) m, count(*) c,"
+                               " count(DISTINCT aseq) d FROM recording.outbox GROUP BY agency) a"
+                               " WHERE m <> c OR d <> c"),
+                     0);
     /* In each case, entries follow the stream's order, and every chain recomputes. */
     assert_int_equal(tp_pg_num(fx->w.pg,
                                "SELECT count(*) FROM recording.entry e JOIN recording.entry p"
