@@ -45,15 +45,12 @@ s_parse(rpc_req_t *req, uint64_t *from, uint64_t *limit)
     evmsg_err_t err = {{0}, {0}};
     evmsg_map_t body = rpc_req_body(req, &err);
     static const char *const keys[] = {"from", "limit", NULL};
+    int64_t lim = EVENTS_SINCE_MAX;
     *from = 0;
-    *limit = EVENTS_SINCE_MAX;
     evmsg_map_only(&body, keys);
     evmsg_map_uint(&body, "from", EVMSG_REQUIRED, INT64_MAX, from);
-    evmsg_map_uint(&body, "limit", EVMSG_OPTIONAL, EVENTS_SINCE_MAX, limit);
-    if (!err.reason[0] && *limit == 0) {
-        snprintf(err.path, sizeof err.path, "body.limit");
-        snprintf(err.reason, sizeof err.reason, "must be between 1 and %d", EVENTS_SINCE_MAX);
-    }
+    evmsg_map_int(&body, "limit", EVMSG_OPTIONAL, 1, EVENTS_SINCE_MAX, &lim);
+    *limit = (uint64_t)lim;
     if (err.reason[0]) {
         rpc_fail_evmsg(req, &err);
         return -1;

@@ -58,15 +58,12 @@ s_parse(rpc_req_t *req, uint64_t *after, uint64_t *limit)
     evmsg_err_t err = {{0}, {0}};
     evmsg_map_t body = rpc_req_body(req, &err);
     static const char *const keys[] = {"after_id", "limit", NULL};
+    int64_t lim = DRAFTS_LIMIT_DEF;
     *after = 0;
-    *limit = DRAFTS_LIMIT_DEF;
     evmsg_map_only(&body, keys);
     evmsg_map_uint(&body, "after_id", EVMSG_OPTIONAL, INT64_MAX, after);
-    evmsg_map_uint(&body, "limit", EVMSG_OPTIONAL, DRAFTS_LIMIT_MAX, limit);
-    if (!err.reason[0] && *limit == 0) {
-        snprintf(err.path, sizeof err.path, "body.limit");
-        snprintf(err.reason, sizeof err.reason, "must be between 1 and %d", DRAFTS_LIMIT_MAX);
-    }
+    evmsg_map_int(&body, "limit", EVMSG_OPTIONAL, 1, DRAFTS_LIMIT_MAX, &lim);
+    *limit = (uint64_t)lim;
     if (err.reason[0]) {
         rpc_fail_evmsg(req, &err);
         return -1;

@@ -198,10 +198,9 @@ s_get_one(db_t *db, rpc_req_t *req)
     evmsg_map_uint(&b, "case_id", EVMSG_REQUIRED, INT64_MAX, &case_id);
     evmsg_map_str(&b, "reason", EVMSG_NONEMPTY, S_REASON_MAX, reason);
     evmsg_map_uint(&b, "after", EVMSG_OPTIONAL, INT32_MAX, &after);
-    evmsg_map_uint(&b, "limit", EVMSG_OPTIONAL, S_LIMIT_MAX, &limit);
-    if (!err.reason[0] && limit == 0)
-        snprintf(err.path, sizeof err.path, "body.limit"),
-            snprintf(err.reason, sizeof err.reason, "must be between 1 and %d", S_LIMIT_MAX);
+    int64_t want = (int64_t)limit;
+    evmsg_map_int(&b, "limit", EVMSG_OPTIONAL, 1, S_LIMIT_MAX, &want);
+    limit = (uint64_t)want;
     if (err.reason[0]) {
         rpc_fail_evmsg(req, &err);
         return s_log_access(db, req, case_id, NULL, reason[0] ? reason : NULL, false,
@@ -477,10 +476,9 @@ s_list_one(db_t *db, rpc_req_t *req)
     int has_from = evmsg_map_int(&b, "from", EVMSG_OPTIONAL, 0, 253402300799999LL, &from);
     int has_to = evmsg_map_int(&b, "to", EVMSG_OPTIONAL, 0, 253402300799999LL, &to);
     evmsg_map_uint(&b, "after", EVMSG_OPTIONAL, INT64_MAX, &after);
-    evmsg_map_uint(&b, "limit", EVMSG_OPTIONAL, S_LIMIT_MAX, &limit);
-    if (!err.reason[0] && limit == 0)
-        snprintf(err.path, sizeof err.path, "body.limit"),
-            snprintf(err.reason, sizeof err.reason, "must be between 1 and %d", S_LIMIT_MAX);
+    int64_t want = (int64_t)limit;
+    evmsg_map_int(&b, "limit", EVMSG_OPTIONAL, 1, S_LIMIT_MAX, &want);
+    limit = (uint64_t)want;
     if (err.reason[0]) {
         rpc_fail_evmsg(req, &err);
         return 0;

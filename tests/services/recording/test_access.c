@@ -159,6 +159,19 @@ test_access_log_for_legal_office_only(void **state)
     assert_non_null(r);
     assert_int_equal(json_array_size(json_object_get(r, "entries")), 0);
     json_decref(r);
+    /* limit is 1..1000 on both paged ops. */
+    static const char *const bad[] = {"{\"limit\":0}", "{\"limit\":1001}", "{\"limit\":-1}"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_null(rfx_call(fx->cl, "record.access_log", bad[i], code, sizeof code));
+        assert_string_equal(code, "bad_field");
+    }
+    r = rfx_call(fx->cl, "record.access_log", "{\"case_id\":11,\"limit\":1}", code, sizeof code);
+    assert_non_null(r);
+    assert_int_equal(json_array_size(json_object_get(r, "entries")), 1);
+    json_decref(r);
+    assert_null(rfx_call(fx->ca, "record.get", "{\"case_id\":11,\"reason\":\"x\",\"limit\":0}",
+                         code, sizeof code));
+    assert_string_equal(code, "bad_field");
 }
 
 /* The agency sets which of its roles read classified records in full
