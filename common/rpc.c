@@ -22,6 +22,8 @@
 #define RPC_SCHEMA_MAX  32
 #define RPC_DEDUP_SLOTS 1024 /* > 2 * RPC_BATCH_MAX, a power of two */
 #define RPC_ID_SLOTS    64   /* identities whose check is remembered, a power of two */
+#define RPC_MARK_SLOTS  4096 /* > 3 * RPC_BATCH_MAX, a power of two: s_run_handlers' marks */
+#define RPC_KEY_MAX     1024 /* bytes of an order key read; a longer one orders as absent */
 
 /* ---- Types ------------------------------------------------------------------------- */
 
@@ -32,6 +34,7 @@ typedef struct {
     size_t nallow;
     rpc_handler_fn *fn;
     void *arg;
+    char order_key[RPC_OP_MAX + 1]; /* "" for none */
 } s_op_t;
 
 /* Where a request stands in a turn. */
@@ -61,6 +64,8 @@ struct rpc_req {
     bool has_rid;      /* rid read: replies carry it, else nil */
     const s_op_t *def; /* the op, once known and allowed */
     uint8_t hash[32];  /* SHA-256 of the payload (write ops) */
+    uint64_t who;      /* hash of the identity: the requests it orders (s_run_handlers) */
+    uint64_t key;      /* hash of (identity, order key), 0 when the request has none */
     s_state_t state;
     bool store; /* the reply goes into rpc_reply */
     int dup_of; /* RQ_DUP: index of the first request with this key */
@@ -81,12 +86,16 @@ struct rpc_server {
     char st_store[RPC_STMT_MAX];
     s_op_t *ops; /* registered ops */
     size_t nops;
-    rpc_req_t *reqs;  /* RPC_BATCH_MAX slots, reused every turn */
-    rpc_req_t **ptrs; /* scratch: handler argument */
-    int *widx;        /* scratch: write requests of the turn */
-    int *slots;       /* scratch: dedup table, RPC_DEDUP_SLOTS */
-    s_buf_t arr[6];   /* scratch: binary arrays for the statements */
-    EVP_MD *sha256;   /* OpenSSL's SHA-256, fetched once (SHA-NI or AVX2 where the CPU has them) */
+    rpc_req_t *reqs;    /* RPC_BATCH_MAX slots, reused every turn */
+    rpc_req_t **ptrs;   /* scratch: handler argument */
+    rpc_req_t **rest;   /* scratch: requests held for a later handler call */
+    uint64_t *mark;     /* scratch: s_run_handlers' marks, RPC_MARK_SLOTS ... */
+    uint32_t *mark_gen; /* ... valid when equal to gen */
+    uint32_t gen;
+    int *widx;      /* scratch: write requests of the turn */
+    int *slots;     /* scratch: dedup table, RPC_DEDUP_SLOTS */
+    s_buf_t arr[6]; /* scratch: binary arrays for the statements */
+    EVP_MD *sha256; /* OpenSSL's SHA-256, fetched once (SHA-NI or AVX2 where the CPU has them) */
     /* The outcome of keys_identity_check for User-Ids seen lately (a pure function of
      * the string; what an identity may do is decided per request, not here). */
     struct {
@@ -187,6 +196,17 @@ static int
 s_array_elem(s_buf_t *a, const void *p, size_t n)
 {
     return s_buf_u32(a, (uint32_t)n) | s_buf_put(a, p, n);
+}
+
+/* FNV-1a over n bytes of p, continuing from h (S_FNV_BASIS to start). */
+#define S_FNV_BASIS 0xcbf29ce484222325ULL
+
+static uint64_t
+s_fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ULL;
+    return h;
 }
 
 /* Schema names are spliced into SQL text, so they are held to [a-z][a-z0-9_]{0,31}. */
@@ -346,10 +366,14 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
     self->ops = calloc(RPC_OPS_MAX, sizeof *self->ops);
     self->reqs = calloc(RPC_BATCH_MAX, sizeof *self->reqs);
     self->ptrs = calloc(RPC_BATCH_MAX, sizeof *self->ptrs);
+    self->rest = calloc(RPC_BATCH_MAX, sizeof *self->rest);
+    self->mark = calloc(RPC_MARK_SLOTS, sizeof *self->mark);
+    self->mark_gen = calloc(RPC_MARK_SLOTS, sizeof *self->mark_gen);
     self->widx = calloc(RPC_BATCH_MAX, sizeof *self->widx);
     self->slots = calloc(RPC_DEDUP_SLOTS, sizeof *self->slots);
     self->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    if (!self->ops || !self->reqs || !self->ptrs || !self->widx || !self->slots || !self->sha256) {
+    if (!self->ops || !self->reqs || !self->ptrs || !self->rest || !self->mark || !self->mark_gen ||
+        !self->widx || !self->slots || !self->sha256) {
         snprintf(err, errlen, "out of memory (or OpenSSL without SHA2-256)");
         goto fail;
     }
@@ -404,6 +428,9 @@ rpc_server_destroy(rpc_server_t **self_p)
         free(self->ops);
         free(self->reqs);
         free(self->ptrs);
+        free(self->rest);
+        free(self->mark);
+        free(self->mark_gen);
         free(self->widx);
         free(self->slots);
         EVP_MD_free(self->sha256);
@@ -461,6 +488,20 @@ rpc_register(rpc_server_t *self, const rpc_op_t *op)
     }
     self->nops++;
     return 0;
+}
+
+int
+rpc_order_key(rpc_server_t *self, const char *op, const char *key)
+{
+    assert(self && op && key);
+    size_t kn = strlen(key);
+    for (size_t i = 0; i < self->nops; i++)
+        if (strcmp(self->ops[i].name, op) == 0 && kn > 0 && kn <= RPC_OP_MAX) {
+            memcpy(self->ops[i].order_key, key, kn + 1);
+            return 0;
+        }
+    log_error("rpc: bad order key", "op=%s key=%s", op, key);
+    return -1;
 }
 
 int
@@ -897,6 +938,18 @@ s_check(rpc_server_t *self, rpc_req_t *req)
         return;
     }
     req->def = def;
+    req->who = s_fnv(S_FNV_BASIS, req->identity, strlen(req->identity));
+    req->key = 0;
+    if (def->order_key[0]) {
+        evmsg_err_t kerr = {{0}, {0}};
+        evmsg_map_t kroot = evmsg_data(req->msg, &kerr), kbody;
+        const char *k;
+        size_t kn;
+        if (evmsg_map_map(&kroot, "body", EVMSG_REQUIRED, &kbody) == 1 &&
+            evmsg_map_strp(&kbody, def->order_key, EVMSG_OPTIONAL | EVMSG_NONEMPTY, RPC_KEY_MAX, &k,
+                           &kn) == 1)
+            req->key = s_fnv(s_fnv(req->who, "\xff", 1), k, kn) | 1;
+    }
     if (def->flags == RPC_WRITE) {
         size_t len;
         const void *bytes = evmsg_data_bytes(req->msg, &len);
@@ -907,40 +960,109 @@ s_check(rpc_server_t *self, rpc_req_t *req)
     }
 }
 
-/* Calls the handlers on the pending requests among idx[0..n), one call per run of
- * consecutive requests for the same op. In a transaction (in_tx) the first failing
- * handler stops the lot and -1 is returned; outside one, a failing run is answered
- * `unavailable` and the next runs go on (returns 0). */
+/* Marks for s_run_handlers: a set of 64-bit hashes, emptied by a new generation. A
+ * collision only holds a request back that could have gone: order is never lost. */
+static void
+s_mark_clear(rpc_server_t *self)
+{
+    if (++self->gen == 0) {
+        memset(self->mark_gen, 0, RPC_MARK_SLOTS * sizeof *self->mark_gen);
+        self->gen = 1;
+    }
+}
+
+static void
+s_mark(rpc_server_t *self, uint64_t h)
+{
+    size_t s = (size_t)(h ^ h >> 29) & (RPC_MARK_SLOTS - 1);
+    while (self->mark_gen[s] == self->gen) {
+        if (self->mark[s] == h)
+            return;
+        s = (s + 1) & (RPC_MARK_SLOTS - 1);
+    }
+    self->mark_gen[s] = self->gen;
+    self->mark[s] = h;
+}
+
+static bool
+s_marked(const rpc_server_t *self, uint64_t h)
+{
+    size_t s = (size_t)(h ^ h >> 29) & (RPC_MARK_SLOTS - 1);
+    while (self->mark_gen[s] == self->gen) {
+        if (self->mark[s] == h)
+            return true;
+        s = (s + 1) & (RPC_MARK_SLOTS - 1);
+    }
+    return false;
+}
+
+/* What a held-back request marks, and what holds a request back (rpc.h, "Order"). */
+#define S_MARK_ANY(r) ((r)->who ^ 0x5bd1e9955bd1e995ULL) /* any request of this identity */
+#define S_MARK_BAR(r) ((r)->who ^ 0xc2b2ae3d27d4eb4fULL) /* a keyless one */
+
+static bool
+s_held(const rpc_server_t *self, const rpc_req_t *r)
+{
+    if (r->key)
+        return s_marked(self, S_MARK_BAR(r)) || s_marked(self, r->key);
+    return s_marked(self, S_MARK_ANY(r));
+}
+
+static void
+s_hold(rpc_server_t *self, const rpc_req_t *r)
+{
+    s_mark(self, S_MARK_ANY(r));
+    s_mark(self, r->key ? r->key : S_MARK_BAR(r));
+}
+
+/* Calls the handlers on the pending requests among idx[0..n) (in arrival order). Each
+ * call takes the op of the first request not yet handled and every later request of that
+ * op that nothing orders after a request still waiting (rpc.h, "Order"); the rest wait
+ * for the next call. In a transaction (in_tx) the first failing handler stops the lot
+ * and -1 is returned; outside one, a failing call is answered `unavailable` and the
+ * next calls go on (returns 0). */
 static int
 s_run_handlers(rpc_server_t *self, const int *idx, size_t n, bool in_tx)
 {
-    size_t np = 0;
+    rpc_req_t **left = self->ptrs, **rest = self->rest;
+    size_t nl = 0;
     for (size_t i = 0; i < n; i++)
         if (self->reqs[idx[i]].state == RQ_PENDING)
-            self->ptrs[np++] = &self->reqs[idx[i]];
-    for (size_t start = 0; start < np;) {
-        size_t end = start + 1;
-        while (end < np && self->ptrs[end]->def == self->ptrs[start]->def)
-            end++;
-        const s_op_t *def = self->ptrs[start]->def;
+            left[nl++] = &self->reqs[idx[i]];
+    while (nl > 0) {
+        const s_op_t *def = left[0]->def;
+        size_t ng = 0, nr = 0;
+        s_mark_clear(self);
+        for (size_t i = 0; i < nl; i++) {
+            rpc_req_t *r = left[i];
+            if (r->def == def && !s_held(self, r)) {
+                left[ng++] = r; /* ng <= i: left[i] was read */
+            } else {
+                rest[nr++] = r;
+                s_hold(self, r);
+            }
+        }
         self->stats.batches++;
-        if (end - start > self->stats.max_batch)
-            self->stats.max_batch = end - start;
-        ops_observe(self->m_batch, (double)(end - start));
-        if (def->fn(self->db, self->ptrs + start, end - start, def->arg) < 0) {
+        if (ng > self->stats.max_batch)
+            self->stats.max_batch = ng;
+        ops_observe(self->m_batch, (double)ng);
+        if (def->fn(self->db, left, ng, def->arg) < 0) {
             if (in_tx)
                 return -1;
             log_warn("rpc: read failed", "schema=%s op=%s requests=%zu reason=%s", self->schema,
-                     def->name, end - start, db_error(self->db));
-            for (size_t i = start; i < end; i++)
-                s_fail_generic(self->ptrs[i], "unavailable", "", NULL);
+                     def->name, ng, db_error(self->db));
+            for (size_t i = 0; i < ng; i++)
+                s_fail_generic(left[i], "unavailable", "", NULL);
         }
-        for (size_t i = start; i < end; i++)
-            if (self->ptrs[i]->state == RQ_PENDING) { /* no outcome: ok {} */
-                self->ptrs[i]->state = RQ_OK;
-                self->ptrs[i]->store = def->flags == RPC_WRITE;
+        for (size_t i = 0; i < ng; i++)
+            if (left[i]->state == RQ_PENDING) { /* no outcome: ok {} */
+                left[i]->state = RQ_OK;
+                left[i]->store = def->flags == RPC_WRITE;
             }
-        start = end;
+        rpc_req_t **t = left;
+        left = rest;
+        rest = t;
+        nl = nr;
     }
     return 0;
 }
@@ -1094,13 +1216,8 @@ s_write_group(rpc_server_t *self, const int *idx, size_t n)
 static uint64_t
 s_key_hash(const rpc_req_t *r)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const char *p = r->identity; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    h = (h ^ 0xff) * 0x100000001b3ULL;
-    for (const char *p = r->rid; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    return h;
+    uint64_t h = s_fnv(S_FNV_BASIS, r->identity, strlen(r->identity));
+    return s_fnv(s_fnv(h, "\xff", 1), r->rid, strlen(r->rid));
 }
 
 /* Marks later requests of the turn that repeat an earlier (identity, rid) as RQ_DUP and

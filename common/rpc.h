@@ -14,10 +14,18 @@
  * RPC_BATCH_MAX). Requests that fail to decode, name an unknown op or are not allowed are
  * answered at once, without database work. Write ops (RPC_WRITE) then run in ONE
  * transaction: stored replies for all (identity, rid) pairs are looked up in one query
- * and replayed; the rest go to their op's handler, one call per run of consecutive
- * requests for the same op (arrival order is kept); every reply, ok or error, is stored
- * in one statement; COMMIT; then all replies are sent. Read ops (RPC_READ) run after
- * that, outside any transaction, and nothing of theirs is stored.
+ * and replayed; the rest go to their op's handler, as few calls as the order below
+ * allows; every reply, ok or error, is stored in one statement; COMMIT; then all replies
+ * are sent. Read ops (RPC_READ) run after that, outside any transaction, and nothing of
+ * theirs is stored.
+ *
+ * Order: requests of one turn were all sent before any of their replies, so requests of
+ * different identities are concurrent and may run in any order. Of one identity's, two
+ * keep their arrival order unless both carry an order key (rpc_op_t.order_key, a string
+ * field of the body named with rpc_order_key, e.g. intake's "case_no") and the keys differ: one
+ * case's open, proposal and decision run in the order sent, while different cases' opens share one
+ * handler call. A request without a key (its op has none, or the field is absent) passes
+ * no earlier request of its identity and is passed by no later one.
  *
  * Exactly once: a repeated (identity, rid) returns the stored reply byte for byte and
  * runs nothing; the same rid with a different payload is refused (`rid_reused`). When
@@ -61,7 +69,8 @@
 typedef struct rpc_server rpc_server_t;
 typedef struct rpc_req rpc_req_t;
 
-/* An op's handler. reqs are n (>= 1) requests for the same op, in arrival order; each
+/* An op's handler. reqs are n (>= 1) requests for the same op, in arrival order (not
+ * always consecutive ones: see "Order" above); each
  * has a decoded body (rpc_req_body) and an identity allowed by the op. For RPC_WRITE, db
  * is inside the turn's transaction (SAVEPOINTs are fine; BEGIN/COMMIT/ROLLBACK are not);
  * for RPC_READ it is in autocommit. The handler sets each request's outcome with rpc_ok
@@ -117,6 +126,13 @@ void rpc_server_destroy(rpc_server_t **self_p);
  * or taken, flags are not exactly one of RPC_WRITE/RPC_READ, fn is NULL, allow has no
  * pattern, too many patterns, or a malformed one. */
 int rpc_register(rpc_server_t *self, const rpc_op_t *op);
+
+/* Gives the registered op an order key: key, a top-level string field of its body, names
+ * what a request acts on, and requests of one identity with different keys may pass each
+ * other (see "Order" above). A request whose body lacks the field, or has it empty, not a
+ * string or over 1,024 bytes, orders as one without a key. Call before serving. Returns
+ * 0, or -1 (logged) when op is not registered or key is empty or over RPC_OP_MAX bytes. */
+int rpc_order_key(rpc_server_t *self, const char *op, const char *key);
 
 /* Registers counters and histograms named sx_<svc>_rpc_* on ops: requests_total,
  * replays_total, dropped_total, errors_total{code=...}, batch_size, turn_seconds.

@@ -2441,9 +2441,12 @@ case_ops_register(rpc_server_t *rpc, intake_t *app)
         {"case.close", RPC_WRITE, s_close},         {"case.revoke", RPC_WRITE, s_revoke},
         {"inspection.result", RPC_WRITE, s_result}, {"case.get", RPC_READ, s_get},
     };
+    /* One case's requests keep their order; different cases' may share a handler call
+     * (rpc.h, "Order"). */
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (rpc_register(
-                rpc, &(rpc_op_t){ops[i].name, ops[i].flags, CASE_OPS_ALLOW, ops[i].fn, app}) < 0)
+                rpc, &(rpc_op_t){ops[i].name, ops[i].flags, CASE_OPS_ALLOW, ops[i].fn, app}) < 0 ||
+            (ops[i].flags == RPC_WRITE && rpc_order_key(rpc, ops[i].name, "case_no") < 0))
             return -1;
     /* events.since: the common op over intake's outbox (common/events_since). */
     return events_since_register(rpc, INTAKE_SCHEMA, CASE_OPS_ALLOW);

@@ -42,6 +42,13 @@ typedef struct {
     pthread_t thread;
     atomic_bool stop, paused;
     atomic_int max_batch_seen; /* largest note.add batch the handler saw */
+    pthread_mutex_t trail_mu;  /* seq.a / seq.b calls: which call handled which rid */
+    int calls;
+    int ntrail;
+    struct {
+        char rid[RPC_RID_MAX + 1];
+        int call, pos;
+    } trail[256];
     s_pair_t server, dept, svc, stranger;
     char code[19];
     char dept_id[64];
@@ -116,6 +123,24 @@ s_note_count(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
     PQclear(r);
     for (size_t i = 0; i < n; i++)
         s_pack_id(reqs[i], c);
+    return 0;
+}
+
+/* seq.a, seq.b {k?: str}: ordered by k (rpc_order_key); each call and the rids it got
+ * are written down in the trail. */
+static int
+s_seq(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
+{
+    (void)db;
+    fx_t *fx = arg;
+    pthread_mutex_lock(&fx->trail_mu);
+    int call = ++fx->calls;
+    for (size_t i = 0; i < n && fx->ntrail < 256; i++) {
+        snprintf(fx->trail[fx->ntrail].rid, sizeof fx->trail[0].rid, "%s", rpc_req_rid(reqs[i]));
+        fx->trail[fx->ntrail].call = call;
+        fx->trail[fx->ntrail++].pos = (int)i;
+    }
+    pthread_mutex_unlock(&fx->trail_mu);
     return 0;
 }
 
@@ -210,6 +235,15 @@ s_setup(void **state)
     assert_int_equal(
         rpc_register(fx->srv, &(rpc_op_t){"note.count", RPC_READ, "svc: dept:", s_note_count, fx}),
         0);
+    assert_int_equal(
+        rpc_register(fx->srv, &(rpc_op_t){"seq.a", RPC_WRITE, "svc: dept:", s_seq, fx}), 0);
+    assert_int_equal(
+        rpc_register(fx->srv, &(rpc_op_t){"seq.b", RPC_WRITE, "svc: dept:", s_seq, fx}), 0);
+    assert_int_equal(rpc_order_key(fx->srv, "seq.a", "k"), 0);
+    assert_int_equal(rpc_order_key(fx->srv, "seq.b", "k"), 0);
+    assert_int_equal(rpc_order_key(fx->srv, "seq.none", "k"), -1);
+    assert_int_equal(rpc_order_key(fx->srv, "seq.a", ""), -1);
+    pthread_mutex_init(&fx->trail_mu, NULL);
     /* Malformed registrations are refused. */
     assert_int_equal(
         rpc_register(fx->srv, &(rpc_op_t){"note.add", RPC_WRITE, "svc:", s_note_add, fx}), -1);
@@ -760,6 +794,122 @@ test_batch_of_300(void **state)
     rpc_client_destroy(&c);
 }
 
+/* One request of an ordering burst: sent by client c, op seq.a or seq.b, body {k: key}
+ * or {} when key is NULL. */
+typedef struct {
+    int c;
+    char op;
+    const char *key;
+} s_seq_req_t;
+
+/* Sends reqs[0..n) (rids "<prefix>-<i>") while the server is paused, so that one turn
+ * takes them all, and waits for every reply (each must be ok). Fills call[i] and pos[i]:
+ * which handler call (counted from 1 in this burst) took request i, and where in it. */
+static void
+s_seq_burst(fx_t *fx, rpc_client_t **c, int nc, const s_seq_req_t *reqs, int n, const char *prefix,
+            int *call, int *pos)
+{
+    pthread_mutex_lock(&fx->trail_mu);
+    int calls0 = fx->calls;
+    fx->ntrail = 0;
+    pthread_mutex_unlock(&fx->trail_mu);
+    atomic_store(&fx->paused, true);
+    usleep(30000);
+    msgpack_sbuffer body, req;
+    msgpack_sbuffer_init(&body);
+    msgpack_sbuffer_init(&req);
+    for (int i = 0; i < n; i++) {
+        msgpack_sbuffer_clear(&body);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, reqs[i].key ? 1 : 0);
+        if (reqs[i].key) {
+            msgpack_pack_str_with_body(&pk, "k", 1);
+            msgpack_pack_str_with_body(&pk, reqs[i].key, strlen(reqs[i].key));
+        }
+        char rid[64];
+        snprintf(rid, sizeof rid, "%s-%d", prefix, i);
+        assert_int_equal(rpc_request_pack(&req, reqs[i].op == 'a' ? "seq.a" : "seq.b", rid,
+                                          body.data, body.size),
+                         0);
+        assert_int_equal(rpc_client_send(c[reqs[i].c], req.data, req.size), 0);
+    }
+    usleep(200000); /* all of them into the server's queue */
+    atomic_store(&fx->paused, false);
+    for (int k = 0; k < nc; k++)
+        for (int i = 0; i < n; i++) {
+            if (reqs[i].c != k)
+                continue;
+            rpc_reply_t r;
+            assert_int_equal(rpc_client_recv(c[k], 5000, &r, NULL), 1);
+            assert_true(r.ok);
+            rpc_reply_clear(&r);
+        }
+    pthread_mutex_lock(&fx->trail_mu);
+    assert_int_equal(fx->ntrail, n);
+    for (int i = 0; i < n; i++) {
+        char rid[64];
+        snprintf(rid, sizeof rid, "%s-%d", prefix, i);
+        call[i] = 0;
+        for (int t = 0; t < fx->ntrail; t++)
+            if (strcmp(fx->trail[t].rid, rid) == 0) {
+                call[i] = fx->trail[t].call - calls0;
+                pos[i] = fx->trail[t].pos;
+            }
+        assert_true(call[i] > 0);
+    }
+    pthread_mutex_unlock(&fx->trail_mu);
+    msgpack_sbuffer_destroy(&body);
+    msgpack_sbuffer_destroy(&req);
+}
+
+/* Requests with different order keys share handler calls; one key's requests, and a
+ * request without a key, keep their identity's arrival order; identities are
+ * independent. */
+static void
+test_order_keys(void **state)
+{
+    fx_t *fx = *state;
+    rpc_client_t *c[2] = {s_client(fx, &fx->dept), s_client(fx, &fx->svc)};
+    int call[100], pos[100];
+
+    /* 50 cases, each a then b, back to back on one connection: two calls, not 100. */
+    s_seq_req_t many[100];
+    static char keys[50][8];
+    for (int k = 0; k < 50; k++) {
+        snprintf(keys[k], sizeof keys[k], "K%d", k);
+        many[2 * k] = (s_seq_req_t){0, 'a', keys[k]};
+        many[2 * k + 1] = (s_seq_req_t){0, 'b', keys[k]};
+    }
+    rpc_stats_t before = rpc_server_stats(fx->srv);
+    s_seq_burst(fx, c, 1, many, 100, "ok1", call, pos);
+    assert_int_equal(rpc_server_stats(fx->srv).batches - before.batches, 2);
+    for (int k = 0; k < 50; k++) {
+        assert_int_equal(call[2 * k], 1);
+        assert_int_equal(call[2 * k + 1], 2);
+        assert_int_equal(pos[2 * k], k); /* arrival order within a call */
+    }
+
+    /* A request without a key is a barrier for its identity, not for another one. */
+    const s_seq_req_t bar[] = {
+        {0, 'a', "X"},  /* 0 */
+        {0, 'b', "X"},  /* 1: after 0 */
+        {0, 'a', NULL}, /* 2: after 1 (no key: passes nothing) */
+        {0, 'a', "Y"},  /* 3: not before 2 (passes no keyless request) */
+        {0, 'b', "Y"},  /* 4: after 3 */
+        {1, 'a', "X"},  /* 5: the other identity: free of all the above */
+    };
+    s_seq_burst(fx, c, 2, bar, 6, "ok2", call, pos);
+    assert_true(call[0] < call[1]);
+    assert_true(call[1] < call[2]);
+    assert_true(call[2] < call[3] || (call[2] == call[3] && pos[2] < pos[3]));
+    assert_true(call[3] < call[4]);
+    assert_int_equal(call[5], 1);       /* joined the first call of seq.a */
+    assert_int_equal(call[2], call[3]); /* and the keyed a after the barrier joined it */
+    rpc_client_destroy(&c[0]);
+    rpc_client_destroy(&c[1]);
+}
+
 static const char *
 s_text_poison(int i, char *buf)
 {
@@ -952,6 +1102,7 @@ main(void)
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_repeated_rid),
         cmocka_unit_test(test_batch_of_300),
+        cmocka_unit_test(test_order_keys),
         cmocka_unit_test(test_poisoned_request_and_duplicates_in_a_batch),
         cmocka_unit_test(test_database_down),
         cmocka_unit_test(test_unframeable_messages_dropped),
