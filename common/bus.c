@@ -277,6 +277,30 @@ done:
     return rc;
 }
 
+int
+bus_emit_batch_ordered(db_t *tx, const char *schema, bool *relay_rows,
+                       const bus_event_in_t *events, size_t n, evmsg_err_t *err)
+{
+    if (n == 0)
+        return 0;
+    if (*relay_rows) {
+        char name[BUS_STMT_MAX];
+        if (s_prepare(tx, name, "bus_unsequenced", schema,
+                      "SELECT EXISTS (SELECT 1 FROM {s}.outbox WHERE seq IS NULL)", 0) < 0)
+            return -1;
+        PGresult *r = db_exec_prepared(tx, name, 0, NULL, NULL, NULL, 0);
+        if (!r)
+            return -1;
+        *relay_rows = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (*relay_rows)
+            log_info("bus: outbox rows wait for the relay; events left to it until none does",
+                     "stream=%s events=%zu", schema, n);
+    }
+    return *relay_rows ? bus_emit_batch(tx, schema, events, n, err)
+                       : bus_emit_batch_seq(tx, schema, events, n, err);
+}
+
 /* ---- Relay ------------------------------------------------------------------------- */
 
 struct bus_relay {

@@ -82,6 +82,16 @@ int bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, s
 int bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
                        evmsg_err_t *err);
 
+/* The group-commit path of a stream's producer: bus_emit_batch_seq, unless rows written
+ * by bus_emit or bus_emit_batch (an earlier version of the producer) may still wait for
+ * the relay: then bus_emit_batch, so that the new events follow those rows in the stream
+ * as they follow them in commit order. *relay_rows belongs to the producer and starts
+ * true; while it is, each call first asks whether the outbox holds a row without seq,
+ * and once none does it stays false, and every later batch is sequenced as written (for
+ * a stream whose producers all emit through here). Returns as those two. */
+int bus_emit_batch_ordered(db_t *tx, const char *schema, bool *relay_rows,
+                           const bus_event_in_t *events, size_t n, evmsg_err_t *err);
+
 /* ---- Relay ------------------------------------------------------------------------- */
 
 typedef struct bus_relay bus_relay_t;

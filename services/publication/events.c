@@ -137,6 +137,10 @@ events_prepare_stats(db_t *db)
     return rc ? -1 : 0;
 }
 
+/* Whether the outbox may still hold rows for the relay to sequence (bus_emit_batch_ordered):
+ * every event of the stream is written through it, by the service's one loop thread. */
+static bool s_relay_rows = true;
+
 int
 events_emit(db_t *tx, const char *event, const char *agency, const json_t *data)
 {
@@ -150,7 +154,7 @@ events_emit(db_t *tx, const char *event, const char *agency, const json_t *data)
     int rc = -1;
     if (text && jsonmp_from_json(text, strlen(text), "data", 2, &sb, &jerr) == 0) {
         bus_event_in_t ev = {topic, 1, sb.data, sb.size};
-        rc = bus_emit_batch(tx, PUB_SCHEMA, &ev, 1, &err);
+        rc = bus_emit_batch_ordered(tx, PUB_SCHEMA, &s_relay_rows, &ev, 1, &err);
     }
     if (rc < 0)
         log_error("event not emitted", "topic=%s error=%s%s", topic, jerr.reason, err.reason);
@@ -213,7 +217,7 @@ events_out_flush(db_t *tx, events_out_t *o)
     for (size_t at = 0; rc == 0 && at < o->n; at += BUS_BATCH_MAX) {
         size_t k = o->n - at < BUS_BATCH_MAX ? o->n - at : BUS_BATCH_MAX;
         evmsg_err_t err = {0};
-        rc = bus_emit_batch(tx, PUB_SCHEMA, o->ev + at, k, &err);
+        rc = bus_emit_batch_ordered(tx, PUB_SCHEMA, &s_relay_rows, o->ev + at, k, &err);
         if (rc < 0)
             log_error("events not emitted", "n=%zu error=%s%s", k, err.reason, db_error(tx));
     }

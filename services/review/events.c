@@ -53,6 +53,10 @@ review_out_add(review_out_t *self, msgpack_packer *pk, const char *event, const 
     return pk;
 }
 
+/* Whether the outbox may still hold rows for the relay to sequence (bus_emit_batch_ordered):
+ * every event of the stream is written through review_out_flush, by the loop thread. */
+static bool s_relay_rows = true;
+
 int
 review_out_flush(review_out_t *self, db_t *tx)
 {
@@ -63,7 +67,7 @@ review_out_flush(review_out_t *self, db_t *tx)
             ev[i] = (bus_event_in_t){self->topic[i], REVIEW_EVENT_V, self->data[i].data,
                                      self->data[i].size};
         evmsg_err_t err = {{0}, {0}};
-        rc = bus_emit_batch(tx, REVIEW_SCHEMA, ev, self->n, &err);
+        rc = bus_emit_batch_ordered(tx, REVIEW_SCHEMA, &s_relay_rows, ev, self->n, &err);
         if (rc < 0)
             log_error("review events not written", "path=%s reason=%s db=%s", err.path, err.reason,
                       db_error(tx));

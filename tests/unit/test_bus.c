@@ -662,6 +662,55 @@ test_emit_batch_seq_and_relay_sequencing_share_one_gapless_stream(void **state)
     bus_sub_destroy(&sub);
 }
 
+/* bus_emit_batch_ordered leaves events to the relay while rows written before wait for
+ * it (so the stream keeps commit order), then sequences them as written, for good. */
+static void
+test_emit_ordered_follows_rows_left_to_the_relay(void **state)
+{
+    fx_t *fx = *state;
+    bus_relay_t *relay = bus_relay_new(fx->relay1, "prod", fx->pub);
+    int64_t end = s_now() + 1500;
+    while (s_now() < end && !bus_relay_stats(relay).leader)
+        bus_relay_step(relay, s_now());
+    uint64_t base = bus_relay_stats(relay).last_seq;
+    int64_t n0 = (int64_t)s_count(fx->prod, "SELECT count(*) FROM prod.outbox");
+    s_emit(fx->prod, 5000000, 3, 3); /* an earlier version's rows: no seq yet */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    bool relay_rows = true;
+    for (int i = 0; i < 2; i++) {
+        s_pack(&sb, 5000003 + i);
+        bus_event_in_t ev = {"case.closed." AG1, 1, sb.data, sb.size};
+        assert_int_equal(db_begin(fx->prod), 0);
+        assert_int_equal(bus_emit_batch_ordered(fx->prod, "prod", &relay_rows, &ev, 1, NULL), 0);
+        assert_int_equal(db_commit(fx->prod), 0);
+        if (i == 0) { /* still left to the relay: it will number it after the three */
+            assert_true(relay_rows);
+            assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox WHERE seq IS NULL"),
+                             4);
+            end = s_now() + 3000;
+            while (s_now() < end && bus_relay_stats(relay).last_seq < base + 4)
+                bus_relay_step(relay, s_now());
+        }
+    }
+    /* The relay numbered the four; the fifth had its seq as written, right after them. */
+    assert_false(relay_rows);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox WHERE seq IS NULL"), 0);
+    char sql[200];
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox"), n0 + 5);
+    snprintf(sql, sizeof sql,
+             "SELECT max(seq) - min(seq) FROM (SELECT seq FROM prod.outbox ORDER BY id DESC"
+             " LIMIT 5) x");
+    assert_int_equal(s_count(fx->prod, sql), 4);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM (SELECT seq, lag(seq) OVER"
+                                       " (ORDER BY id) AS p FROM (SELECT * FROM prod.outbox"
+                                       " ORDER BY id DESC LIMIT 5) y) x WHERE seq <> p + 1"),
+                     0);
+    assert_int_equal(s_count(fx->prod, "SELECT last_seq FROM prod.bus_head"), (int64_t)base + 5);
+    msgpack_sbuffer_destroy(&sb);
+    bus_relay_destroy(&relay);
+}
+
 static int
 s_batch_handler(db_t *tx, const bus_event_t *events, int n, void *arg)
 {
@@ -794,6 +843,8 @@ main(void)
             test_malformed_live_frames_dropped_counted_and_serving_goes_on, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(
             test_emit_batch_seq_and_relay_sequencing_share_one_gapless_stream, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_ordered_follows_rows_left_to_the_relay, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_handler_sees_whole_transactions, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_migrations_coexist_with_service_set, s_setup,
