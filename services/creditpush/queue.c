@@ -15,6 +15,11 @@
 
 const char *const queue_prefixes[] = {"publication.", NULL};
 
+/* The ids of a batch, for a join on the primary key: as id = ANY($1) AND state =
+ * 'queued' the plan walked all of item_queued (its second column is id), 5 ms for 100
+ * rows with a few thousand queued. */
+#define S_IDS "(SELECT DISTINCT unnest($1::bigint[]) AS id) k"
+
 static const struct {
     const char *name, *sql;
     int n;
@@ -38,17 +43,17 @@ static const struct {
      "ORDER BY priority, id LIMIT $1",
      2},
     {"cp_sent_many",
-     "UPDATE creditpush.item SET state = 'sent', sent_at = now(), attempts = attempts + 1, "
-     "reason = NULL WHERE id = ANY($1::bigint[]) AND state = 'queued'",
+     "UPDATE creditpush.item i SET state = 'sent', sent_at = now(), attempts = attempts + 1, "
+     "reason = NULL FROM " S_IDS " WHERE i.id = k.id AND i.state = 'queued'",
      1},
     {"cp_dead_many",
-     "UPDATE creditpush.item SET state = 'dead', attempts = attempts + 1, reason = $2, "
-     "answer = $3 WHERE id = ANY($1::bigint[]) AND state = 'queued'",
+     "UPDATE creditpush.item i SET state = 'dead', attempts = attempts + 1, reason = $2, "
+     "answer = $3 FROM " S_IDS " WHERE i.id = k.id AND i.state = 'queued'",
      3},
     {"cp_retry_many",
-     "UPDATE creditpush.item SET attempts = attempts + 1, reason = $3, answer = $4, "
-     "next_at = now() + make_interval(secs => $2::bigint / 1000.0) WHERE "
-     "id = ANY($1::bigint[]) AND state = 'queued'",
+     "UPDATE creditpush.item i SET attempts = attempts + 1, reason = $3, answer = $4, "
+     "next_at = now() + make_interval(secs => $2::bigint / 1000.0) FROM " S_IDS
+     " WHERE i.id = k.id AND i.state = 'queued'",
      4},
     {"cp_depth_gauge", "SELECT count(*) FROM creditpush.item WHERE state = 'queued'", 0},
     {"cp_dead",
