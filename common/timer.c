@@ -424,16 +424,11 @@ timer_batch_add(timer_batch_t *b, const char *kind, const char *key, int64_t due
     return 0;
 }
 
-long
-timer_rearm(timers_t *self, timer_source_fn *fn, void *arg)
+/* Arms every deadline fn supplies, pipelined, on the connection made (or kept) by
+ * redis_connect: 0 with the counts, or -1 (self->err). */
+static int
+s_arm_from(timers_t *self, timer_source_fn *fn, void *arg, long *added, long *skipped)
 {
-    assert(self && fn);
-    self->err[0] = '\0';
-    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
-        s_errf(self, "%s", redis_error(self->redis));
-        return -1;
-    }
-    uint64_t generation = redis_generation(self->redis);
     timer_batch_t *b = calloc(1, sizeof *b);
     if (!b) {
         s_errf(self, "out of memory");
@@ -446,11 +441,40 @@ timer_rearm(timers_t *self, timer_source_fn *fn, void *arg)
     else {
         s_batch_drain(b); /* keeps the connection's replies in step */
         if (!self->err[0])
-            s_errf(self, "timer rearm: the deadline source failed");
+            s_errf(self, "timer arming: the deadline source failed");
         rc = -1;
     }
-    long added = b->added, skipped = b->skipped;
+    *added = b->added;
+    *skipped = b->skipped;
     free(b);
+    return rc;
+}
+
+long
+timer_arm_all(timers_t *self, timer_source_fn *fn, void *arg)
+{
+    assert(self && fn);
+    self->err[0] = '\0';
+    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
+        s_errf(self, "%s", redis_error(self->redis));
+        return -1;
+    }
+    long added, skipped;
+    return s_arm_from(self, fn, arg, &added, &skipped) < 0 ? -1 : added;
+}
+
+long
+timer_rearm(timers_t *self, timer_source_fn *fn, void *arg)
+{
+    assert(self && fn);
+    self->err[0] = '\0';
+    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
+        s_errf(self, "%s", redis_error(self->redis));
+        return -1;
+    }
+    uint64_t generation = redis_generation(self->redis);
+    long added = 0, skipped = 0;
+    int rc = s_arm_from(self, fn, arg, &added, &skipped);
     if (rc == 0 && redis_generation(self->redis) == generation) {
         char now[24];
         snprintf(now, sizeof now, "%lld", (long long)timer_now_ms());

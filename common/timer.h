@@ -129,6 +129,11 @@ typedef int(timer_source_fn)(void *arg, timer_batch_t *batch);
  * timer_error (fn failed, or Redis did): timer_needs_rearm then stays true. */
 long timer_rearm(timers_t *self, timer_source_fn *fn, void *arg);
 
+/* Arms every deadline fn supplies, pipelined in batches as timer_rearm does, without
+ * marking the set armed: for deadlines that are new since. Returns the number armed, or
+ * -1 with the reason in timer_error (fn failed, or Redis did; some may be armed). */
+long timer_arm_all(timers_t *self, timer_source_fn *fn, void *arg);
+
 /* What a timer_fire_fn did with one claimed timer. */
 typedef enum {
     TIMER_FIRE_DONE,  /* handled, or nothing is due any more: timer_done follows */

@@ -74,9 +74,11 @@ events_prepare(db_t *db)
                      2);
     /* In event order (ORDER BY i), so ids follow the stream and, should a case come twice,
      * the first wins as it would one event at a time. */
+    /* Each new draft (or record published at once with an expiry) is queued for its
+     * timers (006_arming.sql). */
     rc |= db_prepare(db, "pub_record_many",
-                     "INSERT INTO publication.record (agency, case_id, case_no, type, "
-                     "decision_no, decision_date, party_name, party_uscc, body, due_on, "
+                     "WITH ins AS (INSERT INTO publication.record (agency, case_id, case_no, "
+                     "type, decision_no, decision_date, party_name, party_uscc, body, due_on, "
                      "warn_on, due_uncovered, expires_on, state, repair_from) "
                      "SELECT a, c, cn, t, dn, dd, pn, nullif(pu, ''), b::jsonb, du, wo, un, ex, "
                      "st, rf FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], "
@@ -84,7 +86,10 @@ events_prepare(db_t *db)
                      "$11::date[], $12::bool[], $13::date[], $14::text[], $15::date[]) "
                      "WITH ORDINALITY AS u(a, c, cn, t, dn, dd, pn, pu, b, du, wo, un, ex, st, rf, "
                      "i) ORDER BY i ON CONFLICT (agency, case_id) DO NOTHING "
-                     "RETURNING id, agency, case_id",
+                     "RETURNING id, agency, case_id, state, expires_on), "
+                     "q AS (INSERT INTO publication.arming (id) SELECT id FROM ins "
+                     "WHERE state = 'draft' OR (state = 'published' AND expires_on IS NOT NULL)) "
+                     "SELECT id, agency, case_id FROM ins",
                      15);
     rc |= db_prepare(db, "pub_record_withdraw",
                      "UPDATE publication.record SET state = 'withdrawn', withdrawn_kind = $3, "

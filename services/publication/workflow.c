@@ -42,6 +42,12 @@ workflow_day_ms(date_t day)
     return ((int64_t)day * 86400 - 8 * 3600) * 1000;
 }
 
+/* The CTE that queues the records an UPDATE ... RETURNING id (as upd) changed, where
+ * cond holds, for workflow_arm_new (006_arming.sql). */
+#define S_ARM_QUEUE(cond)                                                                      \
+    "q AS (INSERT INTO publication.arming (id) SELECT id FROM upd WHERE " cond                \
+    " ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v) "
+
 int
 workflow_prepare(db_t *db)
 {
@@ -50,28 +56,34 @@ workflow_prepare(db_t *db)
      * ctid (a TID scan), whatever the statistics say: with "WHERE id = $1 AND agency = $2"
      * the generic plan cached while the table was young and unanalysed scanned every
      * record of the agency (record_agency_decided) on each approval. A row another
-     * transaction changed meanwhile (another shard marking its timers armed) has a new
-     * ctid and is missed: the caller reads its state and tries again (s_publish_retry). */
+     * transaction changed meanwhile has a new ctid and is missed: the caller reads its
+     * state and tries again (s_publish_retry). A published penalty with an expiry is
+     * queued for its expiry timer (006_arming.sql). */
     rc |= db_prepare(db, "pub_approve",
-                     "UPDATE publication.record r SET state = 'published', published_at = now(), "
-                     "decided_by = $3, version = r.version + 1 "
+                     "WITH upd AS (UPDATE publication.record r SET state = 'published', "
+                     "published_at = now(), decided_by = $3, version = r.version + 1 "
                      "FROM (SELECT y.ctid AS t FROM publication.record y WHERE y.id = $1 "
                      "LIMIT 1) k WHERE r.ctid = k.t AND r.agency = $2 AND r.state = 'draft' "
-                     "RETURNING r.case_id, r.case_no, r.type, r.decision_no, r.body::text, "
-                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on",
+                     "RETURNING r.id, r.expires_on, r.case_id, r.case_no, r.type, r.decision_no, "
+                     "r.body::text AS body, (now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on "
+                     "AS late), " S_ARM_QUEUE("expires_on IS NOT NULL")
+                     "SELECT case_id, case_no, type, decision_no, body, late FROM upd",
                      3);
     /* publication.approve for a whole batch of requests: $1 ids, $2 agencies, $3
      * identities; a row per record published, with its request's position (k.i). */
     rc |= db_prepare(db, "pub_approve_many",
-                     "UPDATE publication.record r SET state = 'published', published_at = now(), "
-                     "decided_by = k.by, version = r.version + 1 "
+                     "WITH upd AS (UPDATE publication.record r SET state = 'published', "
+                     "published_at = now(), decided_by = k.by, version = r.version + 1 "
                      "FROM (SELECT k.i, k.by, x.t FROM unnest($1::int8[], $2::text[], $3::text[]) "
                      "WITH ORDINALITY AS k(id, agency, by, i) CROSS JOIN LATERAL (SELECT y.ctid "
                      "AS t FROM publication.record y WHERE y.id = k.id AND y.agency = k.agency "
                      "AND y.state = 'draft' LIMIT 1) x) k "
                      "WHERE r.ctid = k.t AND r.state = 'draft' "
-                     "RETURNING k.i, r.case_id, r.case_no, r.type, r.decision_no, r.body::text, "
-                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on",
+                     "RETURNING k.i, r.id, r.expires_on, r.case_id, r.case_no, r.type, "
+                     "r.decision_no, r.body::text AS body, "
+                     "(now() AT TIME ZONE 'Asia/Shanghai')::date > r.due_on AS late), "
+                     S_ARM_QUEUE("expires_on IS NOT NULL")
+                     "SELECT i, case_id, case_no, type, decision_no, body, late FROM upd",
                      3);
     rc |= db_prepare(db, "pub_reject",
                      "UPDATE publication.record SET state = 'rejected', rejected_reason = $3, "
@@ -97,11 +109,13 @@ workflow_prepare(db_t *db)
                      "AND state = 'rejected' FOR UPDATE",
                      2);
     rc |= db_prepare(db, "pub_resubmit",
-                     "UPDATE publication.record SET state = 'draft', body = $3::jsonb, "
-                     "resubmissions = resubmissions + 1, armed = false, "
+                     "WITH upd AS (UPDATE publication.record SET state = 'draft', "
+                     "body = $3::jsonb, resubmissions = resubmissions + 1, "
                      "version = version + 1 WHERE id = $1 AND agency = $2 AND state = 'rejected' "
-                     "RETURNING case_id, case_no, type, due_on::text, warn_on::text, "
-                     "resubmissions, rejected_reason",
+                     "RETURNING id, case_id, case_no, type, due_on::text AS due_on, "
+                     "warn_on::text AS warn_on, resubmissions, rejected_reason), " S_ARM_QUEUE(
+                         "true") "SELECT case_id, case_no, type, due_on, warn_on, resubmissions, "
+                                 "rejected_reason FROM upd",
                      3);
     rc |= db_prepare(db, "pub_setting_put",
                      "INSERT INTO publication.agency_setting (agency, publish_minor, updated_by) "
@@ -110,24 +124,19 @@ workflow_prepare(db_t *db)
                      "updated_at = now()",
                      3);
     /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
-    /* Every second: an ordered scan of record_unarmed (005), which holds just these rows
-     * (a plan without parameters is made once, often on an empty table: it must not be
-     * a sequential scan and sort of all records). */
+    /* Every second: the queue's first entries (006_arming.sql), each record found by a
+     * primary-key probe. */
     rc |= db_prepare(db, "pub_unarmed",
-                     "SELECT id, state, warn_on, due_on, expires_on FROM publication.record "
-                     "WHERE (state = 'draft' AND NOT armed) OR (state = 'published' AND "
-                     "expires_on IS NOT NULL AND NOT expiry_armed) ORDER BY id LIMIT 500",
+                     "SELECT a.id, a.v, r.state, r.warn_on, r.due_on, r.expires_on "
+                     "FROM (SELECT id, v FROM publication.arming ORDER BY id LIMIT 500) a "
+                     "LEFT JOIN LATERAL (SELECT y.state, y.warn_on, y.due_on, y.expires_on "
+                     "FROM publication.record y WHERE y.id = a.id LIMIT 1) r ON true",
                      0);
-    /* By ctid as pub_approve; a row changed meanwhile stays unmarked and is armed again
-     * (idempotently) on the next turn. */
-    rc |=
-        db_prepare(db, "pub_mark_armed",
-                   "UPDATE publication.record r SET armed = r.armed OR r.state = 'draft', "
-                   "expiry_armed = r.expiry_armed OR r.state = 'published' "
-                   "FROM (SELECT x.t FROM unnest($1::bigint[]) AS k(id) CROSS JOIN LATERAL "
-                   "(SELECT y.ctid AS t FROM publication.record y WHERE y.id = k.id LIMIT 1) x) k "
-                   "WHERE r.ctid = k.t",
-                   1);
+    /* Off the queue, unless queued again meanwhile (a new v): that entry is armed next. */
+    rc |= db_prepare(db, "pub_mark_armed",
+                     "DELETE FROM publication.arming q USING unnest($1::bigint[], $2::bigint[]) "
+                     "AS k(id, v) WHERE q.id = k.id AND q.v = k.v",
+                     2);
     rc |= db_prepare(db, "pub_drafts",
                      "SELECT id, state, warn_on, due_on, expires_on, warned FROM "
                      "publication.record WHERE (state = 'draft' AND NOT overdue) OR "
@@ -627,46 +636,55 @@ s_date(const char *s)
     return d;
 }
 
+/* timer_source_fn over pub_unarmed's rows: a draft's warning and deadline, a published
+ * record's expiry; a record in any other state (or gone) has nothing to arm. */
+static int
+s_unarmed_source(void *arg, timer_batch_t *batch)
+{
+    const PGresult *r = arg;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+        const char *id = PQgetvalue(r, i, 0), *state = PQgetvalue(r, i, 2);
+        if (strcmp(state, "draft") == 0) {
+            rc = timer_batch_add(batch, WORKFLOW_TIMER_WARN, id,
+                                 workflow_day_ms(s_date(PQgetvalue(r, i, 3))));
+            if (rc == 0)
+                rc = timer_batch_add(batch, WORKFLOW_TIMER_DUE, id,
+                                     workflow_day_ms(s_date(PQgetvalue(r, i, 4)) + 1));
+        } else if (strcmp(state, "published") == 0 && !PQgetisnull(r, i, 5)) {
+            rc = timer_batch_add(batch, WORKFLOW_TIMER_EXPIRE, id,
+                                 workflow_day_ms(s_date(PQgetvalue(r, i, 5)) + 1));
+        }
+    }
+    return rc;
+}
+
 int
 workflow_arm_new(db_t *db, timers_t *timers)
 {
     PGresult *r = db_exec_prepared(db, "pub_unarmed", 0, NULL, NULL, NULL, 0);
     if (!r)
         return -1;
-    int n = PQntuples(r), armed = 0;
-    size_t cap = (size_t)n * 24 + 3;
-    char *ids = malloc(cap), *p = ids;
-    if (!ids) {
+    int n = PQntuples(r);
+    if (n == 0 || timer_arm_all(timers, s_unarmed_source, r) < 0) {
         PQclear(r);
-        return -1;
+        return n == 0 ? 0 : -1; /* Redis failed: the queue stays, the next turn tries again */
     }
-    *p++ = '{';
+    pgarray_t a[2] = {{0}};
+    pgarray_begin(&a[0], PGARRAY_INT8);
+    pgarray_begin(&a[1], PGARRAY_INT8);
     for (int i = 0; i < n; i++) {
-        const char *id = PQgetvalue(r, i, 0);
-        bool draft = strcmp(PQgetvalue(r, i, 1), "draft") == 0;
-        if (draft && (timer_arm(timers, WORKFLOW_TIMER_WARN, id,
-                                workflow_day_ms(s_date(PQgetvalue(r, i, 2)))) < 0 ||
-                      timer_arm(timers, WORKFLOW_TIMER_DUE, id,
-                                workflow_day_ms(s_date(PQgetvalue(r, i, 3)) + 1)) < 0))
-            break;
-        if (!draft && !PQgetisnull(r, i, 4) &&
-            timer_arm(timers, WORKFLOW_TIMER_EXPIRE, id,
-                      workflow_day_ms(s_date(PQgetvalue(r, i, 4)) + 1)) < 0)
-            break;
-        p += snprintf(p, cap - (size_t)(p - ids), "%s%s", armed ? "," : "", id);
-        armed++;
+        pgarray_int8(&a[0], strtoll(PQgetvalue(r, i, 0), NULL, 10));
+        pgarray_int8(&a[1], strtoll(PQgetvalue(r, i, 1), NULL, 10));
     }
-    *p++ = '}';
-    *p = '\0';
     PQclear(r);
-    if (armed > 0) {
-        r = db_exec_prepared(db, "pub_mark_armed", 1, (const char *[]){ids}, NULL, NULL, 0);
-        if (!r)
-            armed = -1;
-        PQclear(r);
-    }
-    free(ids);
-    return armed;
+    r = pgarray_exec(db, "pub_mark_armed", a, 2, 0);
+    pgarray_free(&a[0]);
+    pgarray_free(&a[1]);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return n;
 }
 
 static int

@@ -81,9 +81,10 @@ int workflow_settings(db_t *db, const char *agency, const char *identity, bool p
 /* When a timer for day fires: 00:00 China Standard Time of day, in unix ms. */
 int64_t workflow_day_ms(date_t day);
 
-/* Arms the timers of every draft not yet armed, and the expiry of every published
- * penalty not yet armed (at most 500 records a call), and marks them.
- * Returns how many were armed, or -1 (logged). */
+/* Arms the timers of the records queued for them (006_arming.sql: new drafts and
+ * resubmissions, their warning and deadline; penalties published with an expiry, that
+ * expiry), at most 500 a call, pipelined to Redis, and takes them off the queue. Returns
+ * how many queued records were handled, or -1 (logged by the caller; the queue stays). */
 int workflow_arm_new(db_t *db, timers_t *timers);
 
 /* Arms the timers of every draft (timer_rearm: at start and whenever Redis lost them).

@@ -195,6 +195,57 @@ test_arm_cancel_claim(void **state)
     timers_destroy(&t);
 }
 
+/* A source of n timers "new"/k<i> due at base + i, with one malformed key in the middle. */
+typedef struct {
+    int n;
+    int64_t base;
+} s_many_t;
+
+static int
+s_many_source(void *arg, timer_batch_t *b)
+{
+    const s_many_t *m = arg;
+    for (int i = 0; i < m->n; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        if (timer_batch_add(b, "new", i == m->n / 2 ? "bad key" : key, m->base + i) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+s_failing_source(void *arg, timer_batch_t *b)
+{
+    (void)arg;
+    timer_batch_add(b, "new", "k", 1);
+    return -1; /* e.g. its query failed */
+}
+
+/* timer_arm_all: many timers pipelined, each fired once at its time, without counting as
+ * a rearm (timer_needs_rearm is unchanged); a failing source is reported. */
+static void
+test_arm_all_pipelined(void **state)
+{
+    (void)state;
+    char svc[32];
+    timers_t *t = s_timers(s_svc(svc, sizeof svc));
+    assert_true(timer_needs_rearm(t));
+    s_many_t m = {2001, 1700000000000LL};
+    assert_int_equal(timer_arm_all(t, s_many_source, &m), 2000); /* the bad key skipped */
+    assert_true(timer_needs_rearm(t));
+    redis_t *admin = s_admin();
+    assert_int_equal(s_zcard(admin, svc, "due"), 2000);
+    timer_fired_t f[TIMER_CLAIM_MAX];
+    assert_int_equal(timer_claim_due(t, m.base + 9, f, TIMER_CLAIM_MAX), 10);
+    assert_string_equal(f[0].key, "k0");
+    assert_int_equal(f[9].due_ms, m.base + 9);
+    assert_int_equal(timer_arm_all(t, s_failing_source, NULL), -1);
+    assert_non_null(strstr(timer_error(t), "source"));
+    redis_destroy(&admin);
+    timers_destroy(&t);
+}
+
 static void
 test_expired_lease_redelivered(void **state)
 {
@@ -553,6 +604,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_validated),
         cmocka_unit_test(test_arm_cancel_claim),
+        cmocka_unit_test(test_arm_all_pipelined),
         cmocka_unit_test(test_expired_lease_redelivered),
         cmocka_unit_test(test_concurrent_claimers_never_share),
         cmocka_unit_test(test_reconnect_after_client_kill),

@@ -5,8 +5,8 @@
  * stream order, a 轻微 penalty kept exempt, a decision without its case.opened skipped, a
  * revocation later in the same batch withdrawing the draft made before it, the
  * statistics facts counted once; and the same batch delivered again changes nothing.
- * And an approval whose row another transaction changed meanwhile (another shard marking
- * its timers armed) still publishes it. */
+ * And an approval whose row another transaction changed meanwhile (a warning timer
+ * firing) still publishes it. */
 #include <pthread.h>
 #include <time.h>
 
@@ -257,7 +257,7 @@ test_approve_row_changed_meanwhile(void **state)
     assert_int_equal(db_connect(race.holder, 5000), 0);
     assert_int_equal(db_begin(race.holder), 0);
     PGresult *r =
-        db_query(race.holder, "UPDATE publication.record SET armed = true WHERE id = $1::bigint", 1,
+        db_query(race.holder, "UPDATE publication.record SET warned = true WHERE id = $1::bigint", 1,
                  (const char *[]){id});
     assert_non_null(r);
     PQclear(r);
@@ -274,7 +274,7 @@ test_approve_row_changed_meanwhile(void **state)
     char sql[160];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM publication.record WHERE id = %s AND state = 'published' "
-             "AND armed",
+             "AND warned",
              id);
     assert_int_equal(pubfx_count(fx, sql), 1);
 }

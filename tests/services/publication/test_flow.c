@@ -453,6 +453,46 @@ test_timers(void **state)
     timers_destroy(&t);
 }
 
+/* A record queued again while its earlier entry was being armed (a penalty approved
+ * while its draft timers went to Redis) stays queued, and its expiry is armed next. */
+static void
+test_arming_queue_keeps_a_record_queued_again(void **state)
+{
+    pubfx_t *fx = *state;
+    s_case(fx, AGENCY, 12, "penalty", PUBFX_ORG);
+    char id[24], v1[24], v2[24], err[256], st[16], ids[40], vs[40];
+    pubfx_record(fx, AGENCY, 12, id);
+    pubfx_value(fx, "SELECT v::text FROM publication.arming WHERE id = $1", id, v1, sizeof v1);
+    /* Approved meanwhile: queued again, for its expiry. */
+    assert_int_equal(db_begin(fx->db), 0);
+    assert_int_equal(workflow_publish(fx->db, id, AGENCY, "dept:" AGENCY ":publisher", st), 0);
+    assert_int_equal(db_commit(fx->db), 0);
+    pubfx_value(fx, "SELECT v::text FROM publication.arming WHERE id = $1", id, v2, sizeof v2);
+    assert_string_not_equal(v1, v2);
+    /* The arming that read the draft's entry takes off only that entry. */
+    snprintf(ids, sizeof ids, "{%s}", id);
+    snprintf(vs, sizeof vs, "{%s}", v1);
+    PGresult *r = db_exec_prepared(fx->db, "pub_mark_armed", 2, (const char *[]){ids, vs}, NULL,
+                                   NULL, 0);
+    assert_non_null(r);
+    assert_string_equal(PQcmdTuples(r), "0");
+    PQclear(r);
+    /* The next round arms its expiry and empties the queue. */
+    timers_t *t = timers_new(ts_env("SX_REDIS_URL"), "pubarmtest", err, sizeof err);
+    assert_non_null(t);
+    assert_true(workflow_arm_new(fx->db, t) >= 1);
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.arming"), 0);
+    assert_int_equal(workflow_arm_new(fx->db, t), 0);
+    timer_fired_t f[64];
+    int n = timer_claim_due(t, timer_now_ms(), f, 64), expiries = 0;
+    for (int i = 0; i < n; i++) {
+        expiries += strcmp(f[i].kind, WORKFLOW_TIMER_EXPIRE) == 0 && strcmp(f[i].key, id) == 0;
+        timer_done(t, f[i].kind, f[i].key);
+    }
+    assert_int_equal(expiries, 1);
+    timers_destroy(&t);
+}
+
 static long
 s_stat(json_t *o, const char *type, const char *key)
 {
@@ -522,6 +562,7 @@ main(void)
         cmocka_unit_test(test_inspection_result),
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_statistics),
+        cmocka_unit_test(test_arming_queue_keeps_a_record_queued_again), /* after the stats */
     };
     int rc = cmocka_run_group_tests(tests, s_setup, pubfx_teardown);
     curl_global_cleanup();

@@ -68,9 +68,10 @@ test_redraft_after_reject(void **state)
     assert_string_equal(st, "draft");
     pubfx_value(fx,
                 "SELECT state || ' ' || due_on || ' ' || resubmissions || ' ' || rejections || ' ' "
-                "|| armed FROM publication.record WHERE id = $1",
+                "|| EXISTS (SELECT 1 FROM publication.arming a WHERE a.id = r.id) "
+                "FROM publication.record r WHERE id = $1",
                 id, v, sizeof v);
-    assert_string_equal(v, "draft 2026-12-01 1 1 false");
+    assert_string_equal(v, "draft 2026-12-01 1 1 true"); /* queued for its timers */
     pubfx_value(fx,
                 "SELECT body->>'conclusion' || '|' || (body->'sgs'->>'CF_NR') || '|' || "
                 "(body->'sgs'->>'CF_YJ') || '|' || (body->>'legal_basis') FROM publication.record "
@@ -123,14 +124,16 @@ test_redraft_rearms_timers(void **state)
     assert_int_equal(db_commit(fx->db), 0);
     char v[256];
     pubfx_value(fx,
-                "SELECT body->>'category' || '|' || (body->'sgs'->>'XK_XKLB') || '|' || armed "
-                "FROM publication.record WHERE id = $1",
+                "SELECT body->>'category' || '|' || (body->'sgs'->>'XK_XKLB') || '|' || "
+                "EXISTS (SELECT 1 FROM publication.arming a WHERE a.id = r.id) "
+                "FROM publication.record r WHERE id = $1",
                 id, v, sizeof v);
-    assert_string_equal(v, "特许|02|false");
+    assert_string_equal(v, "特许|02|true"); /* queued for its timers again */
     /* The resubmitted draft's timers are armed again; the deadline fires as for any draft. */
     assert_true(workflow_arm_new(fx->db, t) >= 1);
-    pubfx_value(fx, "SELECT armed::text FROM publication.record WHERE id = $1", id, v, sizeof v);
-    assert_string_equal(v, "true");
+    pubfx_value(fx, "SELECT count(*)::text FROM publication.arming WHERE id = $1", id, v,
+                sizeof v);
+    assert_string_equal(v, "0");
     assert_int_equal(workflow_fire(fx->db, WORKFLOW_TIMER_DUE, id), 0);
     pubfx_value(fx, "SELECT overdue::text FROM publication.record WHERE id = $1", id, v, sizeof v);
     assert_string_equal(v, "true");
