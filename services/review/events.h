@@ -11,7 +11,14 @@
  * with the reason, or opens a task (reviewers.c assigns, discretion.c flags) due after
  * the agency's review days, and supersedes the open task of an earlier version. All in
  * the transaction that moves the cursor: exactly once. A malformed event is logged and
- * kept in review.bus_rejected; the stream moves on. */
+ * kept in review.bus_rejected; the stream moves on.
+ *
+ * A batch costs a few statements, not a few per event: each agency's row and rules are
+ * read once per batch (read again after a registry event of that agency), and the case
+ * facts, the judgements (whose RETURNING says which are new, and so have effects) and the
+ * supersedes are written with one unnest statement each. The effects are those of the
+ * events handled one by one, in order: whatever a waiting review task would read is
+ * written first (see s_batch_t in events.c). */
 #ifndef SX_REVIEW_EVENTS_H
 #define SX_REVIEW_EVENTS_H
 
