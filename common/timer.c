@@ -424,8 +424,20 @@ timer_batch_add(timer_batch_t *b, const char *kind, const char *key, int64_t due
     return 0;
 }
 
-/* Arms every deadline fn supplies, pipelined, on the connection made (or kept) by
- * redis_connect: 0 with the counts, or -1 (self->err). */
+/* Clears the last error and connects (or keeps the connection): 0, or -1 (self->err). */
+static int
+s_connect(timers_t *self)
+{
+    self->err[0] = '\0';
+    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
+        s_errf(self, "%s", redis_error(self->redis));
+        return -1;
+    }
+    return 0;
+}
+
+/* Arms every deadline fn supplies, pipelined, on the connection s_connect made (or kept):
+ * 0 with the counts, or -1 (self->err). */
 static int
 s_arm_from(timers_t *self, timer_source_fn *fn, void *arg, long *added, long *skipped)
 {
@@ -454,11 +466,8 @@ long
 timer_arm_all(timers_t *self, timer_source_fn *fn, void *arg)
 {
     assert(self && fn);
-    self->err[0] = '\0';
-    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
-        s_errf(self, "%s", redis_error(self->redis));
+    if (s_connect(self) < 0)
         return -1;
-    }
     long added, skipped;
     return s_arm_from(self, fn, arg, &added, &skipped) < 0 ? -1 : added;
 }
@@ -467,11 +476,8 @@ long
 timer_rearm(timers_t *self, timer_source_fn *fn, void *arg)
 {
     assert(self && fn);
-    self->err[0] = '\0';
-    if (redis_connect(self->redis, S_TIMEOUT_MS) < 0) {
-        s_errf(self, "%s", redis_error(self->redis));
+    if (s_connect(self) < 0)
         return -1;
-    }
     uint64_t generation = redis_generation(self->redis);
     long added = 0, skipped = 0;
     int rc = s_arm_from(self, fn, arg, &added, &skipped);
