@@ -18,7 +18,9 @@
 #                       decided; intake_relay: decided -> case.decided heard through the
 #                       broker; publication_draft: that event -> drafted; approval:
 #                       drafted -> published; creditpush: published -> sent)
-#   peak_rss_mb         VmHWM per process at the end
+#   peak_rss_mb         VmHWM per process at the end (the 64 MiB target is sanxiang's;
+#                       fake-credit stands in for the platform's database and keeps every
+#                       record it accepted, so it grows with the run by design)
 #   pg_single_insert_tps  pgbench -c 16 -j 2, one INSERT per transaction, 10 s
 #
 # Output: the table on stdout, $BENCH_OUT (build/bench/pipeline.json) and pipeline.svg

@@ -668,9 +668,17 @@ main(int argc, char **argv)
                nlag[s] ? sumlag[s] / nlag[s] : 0.0);
     printf("%-26s %12s %12s %10s   (target <= 64 MiB)\n", "process", "VmHWM MiB", "max VmRSS",
            "CPU s");
-    for (int p = 0; p < NPROC; p++)
+    /* The target is for sanxiang's processes; fake-credit stands in for the platform's
+     * database and keeps every key it accepted (its duplicate check), so it grows with
+     * the run by design. */
+    for (int p = 0; p < NPROC; p++) {
+        bool platform = strcmp(s_procs[p], "fake-credit") == 0;
         printf("  %-24s %12.1f %12.1f %10.1f%s\n", s_procs[p], hwm[p] / 1024.0,
-               L->rss_peak_kb[p] / 1024.0, cpu[p], hwm[p] > 64 * 1024 ? "   OVER" : "");
+               L->rss_peak_kb[p] / 1024.0, cpu[p],
+               platform                ? "   (the platform's stand-in: keeps every record)"
+               : hwm[p] > 64 * 1024 ? "   OVER"
+                                       : "");
+    }
     printf("  %-24s %12s %12s %10.1f\n", "pipeload (this driver)", "", "", self_cpu);
 
     /* The JSON. */
