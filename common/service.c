@@ -239,7 +239,10 @@ void *
 service_sub(service_t *self, char *err, size_t errlen)
 {
     assert(self && self->config);
-    zsock_limits_t in = {0, 10000, 100000, ZSOCK_MAXMSGSIZE};
+    /* A subscriber that falls this far behind loses what comes after and catches up from
+     * the producer's outbox (bus.h): its memory stays bounded however long it lags (at
+     * 100,000 a lagging publication would have held ~50 MiB of queued events). */
+    zsock_limits_t in = {0, 10000, SERVICE_SUB_RCVHWM, ZSOCK_MAXMSGSIZE};
     return s_broker_client(self, ZMQ_SUB, &in, self->config->broker_sub, err, errlen);
 }
 

@@ -115,8 +115,9 @@ int service_relay(service_t *self, db_t *db, const char *stream, char *err, size
 void *service_pub(service_t *self, char *err, size_t errlen);
 
 /* A SUB socket connected to the broker's subscriber side (no subscription yet: bus_sub
- * subscribes). Returns it (the caller closes it before service_destroy), or NULL with the
- * reason in err. */
+ * subscribes), receiving at most SERVICE_SUB_RCVHWM messages ahead of its reader. Returns
+ * it (the caller closes it before service_destroy), or NULL with the reason in err. */
+#define SERVICE_SUB_RCVHWM 10000
 void *service_sub(service_t *self, char *err, size_t errlen);
 
 /* Reads every signal waiting on sigfd: SIGHUP reloads the key file (a bad file is logged

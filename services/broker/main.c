@@ -6,7 +6,7 @@
  *   SX_BROKER_KEY_FILE     the broker's key pair file (sxctl keygen; mode 0600), or
  *   SX_BROKER_SECRET_KEY   its secret key in Z85 (one of the two is required)
  *   SX_KEYS_FILE           the key file mapping public keys to identities (required)
- *   SX_BROKER_SNDHWM       per-subscriber queue on XPUB, messages, default 100000
+ *   SX_BROKER_SNDHWM       per-subscriber queue on XPUB, messages, default 10000
  *   SX_OPS_BIND, SX_OPS_PORT  /metrics and /healthz, default 127.0.0.1:9101
  *   SX_LOG_LEVEL           debug|info|warn|error, default info
  *
@@ -42,7 +42,7 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->key_file = config_str(cfg, "SX_BROKER_KEY_FILE", NULL);
     c->secret_key = config_str(cfg, "SX_BROKER_SECRET_KEY", NULL);
     c->keys_file = config_str(cfg, "SX_KEYS_FILE", NULL);
-    c->sndhwm = (int)config_int(cfg, "SX_BROKER_SNDHWM", 100000, 1, 10000000);
+    c->sndhwm = (int)config_int(cfg, "SX_BROKER_SNDHWM", 10000, 1, 10000000);
     c->ops_bind = config_str(cfg, "SX_OPS_BIND", "127.0.0.1");
     c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", 9101, 0, 65535);
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
