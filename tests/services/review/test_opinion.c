@@ -398,37 +398,45 @@ test_escalation_to_the_legal_office(void **state)
                            s_opinion(t, reviewer, "problems", POINTS("true", "true")), NULL);
     assert_false(r.ok); /* problems needs a failed point */
     rpc_reply_clear(&r);
-    snprintf(
-        s_b, sizeof s_b,
-        "{\"task_id\":%lld,\"reviewer\":\"%s\",\"verdict\":\"problems\",\"points\":{" P(
-            "subject",
-            "true") "," P("facts",
-                          "false") "," P("basis",
-                                         "true") "," P("discretion",
-                                                       "true") "," P("procedure",
-                                                                     "true") "," P("documents",
-                                                                                   "true") "," P("r"
-                                                                                                 "e"
-                                                                                                 "f"
-                                                                                                 "e"
-                                                                                                 "r"
-                                                                                                 "r"
-                                                                                                 "a"
-                                                                                                 "l",
-                                                                                                 "t"
-                                                                                                 "r"
-                                                                                                 "u"
-                                                                                                 "e") "}}",
-        t, reviewer);
+    /* clang-format off */
+    snprintf(s_b, sizeof s_b,
+             "{\"task_id\":%lld,\"reviewer\":\"%s\",\"verdict\":\"problems\",\"points\":{"
+             P("subject", "true") "," P("facts", "false") "," P("basis", "true") ","
+             P("discretion", "true") "," P("procedure", "true") "," P("documents", "true") ","
+             P("referral", "true") "}}",
+             t, reviewer);
+    /* clang-format on */
     r = s_call(fx, K_REV_A, "review.opinion", s_b, NULL);
     assert_true(r.ok);
     rpc_reply_clear(&r);
     s_expect_error(fx, K_REV_A, "review.escalate", body, "forbidden", "op");
+    /* The legal office gave itself 3 working days (its own 审核时限) for what it reviews. */
+    char pj[1024], days[128];
+    snprintf(pj, sizeof pj,
+             "{\"action\":\"put\",\"key\":\"%s\",\"version\":1,\"entry\":{\"agency\":"
+             "\"%s\",\"name\":\"市司法局\",\"level\":\"city\",\"domain\":\"司法行政\","
+             "\"head_name\":\"王\",\"head_title\":\"局长\"}}",
+             fx->rv.pool, fx->rv.pool);
+    rvfx_ev(&fx->rv, "registry.agency", fx->rv.pool, pj);
+    snprintf(days, sizeof days, "{\"agency\":\"%s\",\"review_days\":3}", fx->rv.pool);
+    r = s_call(fx, K_LEGAL, "review.days.set", days, NULL);
+    assert_true(r.ok);
+    rpc_reply_clear(&r);
     r = s_call(fx, K_SYS_A, "review.escalate", body, &json);
     assert_true(r.ok);
     assert_non_null(strstr(json, "\"status\":\"open\""));
     free(json);
     rpc_reply_clear(&r);
+    date_t today = date_from_unix_cst(util_unix_ms() / 1000), due, warn;
+    assert_int_equal(workday_add(fx->rv.cal, today, 3, &due, NULL), 0);
+    assert_int_equal(workday_add(fx->rv.cal, today, 2, &warn, NULL), 0);
+    char want[32], got[32], d[11], w[11];
+    snprintf(want, sizeof want, "%s %s", date_format(warn, w), date_format(due, d));
+    assert_string_equal(rvfx_one(&fx->rv,
+                                 "SELECT warn_on || ' ' || due_on FROM review.task"
+                                 " WHERE case_id = 3 AND kind = 'escalated'",
+                                 got, sizeof got),
+                        want);
     json = rvfx_last_event(&fx->rv, topic, sizeof topic);
     assert_non_null(strstr(topic, "review.escalated."));
     free(json);
