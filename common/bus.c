@@ -20,7 +20,7 @@
 #define BUS_POLL_FALLBACK_MS 200        /* the relay looks at the outbox at least this often */
 #define BUS_RELAY_ASYNC_MAX  256        /* rows per asynchronous sequencing statement */
 #define BUS_RELAY_SYNC_MAX   (BUS_BATCH_MAX / 2) /* rows per synchronous one (each part) */
-#define BUS_RETRY_MS         500        /* a subscriber's pause after a failure */
+#define BUS_RETRY_MS         500                 /* a subscriber's pause after a failure */
 #define BUS_STMT_MAX         DB_STMT_NAME_MAX
 
 /* ---- Helpers ----------------------------------------------------------------------- */
@@ -42,8 +42,8 @@ s_name_ok(const char *s)
 
 /* Prepares a statement on schema (see db_prepare_in); its name goes to name. */
 static int
-s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema,
-          const char *tmpl, int nparams)
+s_prepare(db_t *db, char name[BUS_STMT_MAX], const char *what, const char *schema, const char *tmpl,
+          int nparams)
 {
     return db_prepare_in(db, schema, what, tmpl, nparams, name);
 }
@@ -207,26 +207,26 @@ done:
  * Seqs are therefore given in commit order, with no gap (a rollback gives them back),
  * and the relay only reads and publishes these rows: it does not rewrite them. */
 static const char s_emit_seq_tmpl[] =
-        "WITH e AS ("
-        "  SELECT topic, agency, v, data, i FROM unnest($1::text[], $2::text[], $3::int[],"
-        "   $4::bytea[]) WITH ORDINALITY AS e(topic, agency, v, data, i)"
-        "), head AS ("
-        "  UPDATE {s}.bus_head SET last_seq = last_seq + $5::bigint"
-        "  RETURNING last_seq - $5::bigint AS base"
-        "), per_agency AS ("
-        "  SELECT agency, count(*) AS c FROM e GROUP BY agency"
-        "), agencies AS ("
-        "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq)"
-        "  SELECT p.agency, p.c FROM per_agency p, head ORDER BY p.agency"
-        "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
-        "  RETURNING a.agency, a.last_aseq"
-        ") "
-        "INSERT INTO {s}.outbox (topic, agency, v, data, seq, aseq, at)"
-        " SELECT e.topic, e.agency, e.v, e.data, head.base + e.i,"
-        "  agencies.last_aseq - per_agency.c"
-        "   + row_number() OVER (PARTITION BY e.agency ORDER BY e.i), $6::bigint"
-        " FROM e, head, agencies, per_agency"
-        " WHERE agencies.agency = e.agency AND per_agency.agency = e.agency ORDER BY e.i";
+    "WITH e AS ("
+    "  SELECT topic, agency, v, data, i FROM unnest($1::text[], $2::text[], $3::int[],"
+    "   $4::bytea[]) WITH ORDINALITY AS e(topic, agency, v, data, i)"
+    "), head AS ("
+    "  UPDATE {s}.bus_head SET last_seq = last_seq + $5::bigint"
+    "  RETURNING last_seq - $5::bigint AS base"
+    "), per_agency AS ("
+    "  SELECT agency, count(*) AS c FROM e GROUP BY agency"
+    "), agencies AS ("
+    "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq)"
+    "  SELECT p.agency, p.c FROM per_agency p, head ORDER BY p.agency"
+    "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
+    "  RETURNING a.agency, a.last_aseq"
+    ") "
+    "INSERT INTO {s}.outbox (topic, agency, v, data, seq, aseq, at)"
+    " SELECT e.topic, e.agency, e.v, e.data, head.base + e.i,"
+    "  agencies.last_aseq - per_agency.c"
+    "   + row_number() OVER (PARTITION BY e.agency ORDER BY e.i), $6::bigint"
+    " FROM e, head, agencies, per_agency"
+    " WHERE agencies.agency = e.agency AND per_agency.agency = e.agency ORDER BY e.i";
 
 int
 bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
@@ -278,8 +278,8 @@ done:
 }
 
 int
-bus_emit_batch_ordered(db_t *tx, const char *schema, bool *relay_rows,
-                       const bus_event_in_t *events, size_t n, evmsg_err_t *err)
+bus_emit_batch_ordered(db_t *tx, const char *schema, bool *relay_rows, const bus_event_in_t *events,
+                       size_t n, evmsg_err_t *err)
 {
     if (n == 0)
         return 0;
@@ -311,18 +311,18 @@ struct bus_relay {
     char st_seq[BUS_STMT_MAX]; /* the sequencing statement */
     char st_head[BUS_STMT_MAX];
     char st_fill[BUS_STMT_MAX]; /* the rows of a gap (s_fill_tmpl) */
-    uint64_t lock_conn;   /* db_connection_id the lock was taken on */
-    int64_t next_try_ms;  /* follower: next pg_try_advisory_lock */
-    int64_t next_hb_ms;   /* leader: next heartbeat */
-    int64_t next_scan_ms; /* leader: next look at the outbox without a notify */
-    char *buf;            /* envelope scratch, EVMSG_MAX_BYTES */
+    uint64_t lock_conn;         /* db_connection_id the lock was taken on */
+    int64_t next_try_ms;        /* follower: next pg_try_advisory_lock */
+    int64_t next_hb_ms;         /* leader: next heartbeat */
+    int64_t next_scan_ms;       /* leader: next look at the outbox without a notify */
+    char *buf;                  /* envelope scratch, EVMSG_MAX_BYTES */
     /* The sequencing statement runs asynchronously once prepared on the connection, so
      * that its commit (and fsync) overlaps with the caller's own work, e.g. the next
      * rpc turn of the same loop: sent by one step, its result read by a later one. */
-    uint64_t seq_conn;    /* connection the statement is known prepared on (0: none) */
-    bool inflight;        /* a sequencing statement was sent, its result not yet read */
-    bool again;           /* sequence once more as soon as the one in flight is done */
-    bool behind;          /* the last batch was full (BUS_RELAY_ASYNC_MAX): a backlog */
+    uint64_t seq_conn; /* connection the statement is known prepared on (0: none) */
+    bool inflight;     /* a sequencing statement was sent, its result not yet read */
+    bool again;        /* sequence once more as soon as the one in flight is done */
+    bool behind;       /* the last batch was full (BUS_RELAY_ASYNC_MAX): a backlog */
     bus_relay_stats_t stats;
 };
 
@@ -403,9 +403,8 @@ s_relay_lose(bus_relay_t *self, const char *why)
 /* The rows between two seqs, for a gap in a sequencing result: rows a producer
  * sequenced and committed while the statement waited for the head row, which its
  * snapshot did not show. */
-static const char s_fill_tmpl[] =
-        "SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
-        " WHERE seq > $1::bigint AND seq < $2::bigint ORDER BY seq";
+static const char s_fill_tmpl[] = "SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
+                                  " WHERE seq > $1::bigint AND seq < $2::bigint ORDER BY seq";
 
 /* Tries to take the stream's advisory lock; on success sets up LISTEN and the head. */
 static int
@@ -495,33 +494,33 @@ s_order_cmp(const void *a, const void *b)
  * to $1 rows that already had a seq above $3, the last one published (bus_emit_batch_seq
  * sequences at insert). Columns: seq, aseq, topic, v, data, at. */
 static const char s_seq_tmpl[] =
-        "WITH pending AS ("
-        "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
-        "), numbered AS ("
-        "  SELECT id, agency, row_number() OVER (ORDER BY id) AS n,"
-        "         row_number() OVER (PARTITION BY agency ORDER BY id) AS an FROM pending"
-        "), per_agency AS ("
-        "  SELECT agency, count(*) AS c FROM numbered GROUP BY agency"
-        "), head AS ("
-        "  UPDATE {s}.bus_head SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
-        "  WHERE EXISTS (SELECT 1 FROM numbered)"
-        "  RETURNING last_seq - (SELECT count(*) FROM numbered) AS base"
-        "), agencies AS ("
-        "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq) SELECT agency, c FROM per_agency"
-        "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
-        "  RETURNING a.agency, a.last_aseq"
-        "), done AS ("
-        "  UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
-        "   aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint"
-        "  FROM numbered, head, agencies, per_agency"
-        "  WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
-        "   AND per_agency.agency = numbered.agency"
-        "  RETURNING o.seq, o.aseq, o.topic, o.v, o.data, o.at"
-        ") "
-        "SELECT seq, aseq, topic, v, data, at FROM done "
-        "UNION ALL "
-        "(SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
-        "  WHERE seq > $3::bigint ORDER BY seq LIMIT $1)";
+    "WITH pending AS ("
+    "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
+    "), numbered AS ("
+    "  SELECT id, agency, row_number() OVER (ORDER BY id) AS n,"
+    "         row_number() OVER (PARTITION BY agency ORDER BY id) AS an FROM pending"
+    "), per_agency AS ("
+    "  SELECT agency, count(*) AS c FROM numbered GROUP BY agency"
+    "), head AS ("
+    "  UPDATE {s}.bus_head SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
+    "  WHERE EXISTS (SELECT 1 FROM numbered)"
+    "  RETURNING last_seq - (SELECT count(*) FROM numbered) AS base"
+    "), agencies AS ("
+    "  INSERT INTO {s}.bus_agency AS a (agency, last_aseq) SELECT agency, c FROM per_agency"
+    "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
+    "  RETURNING a.agency, a.last_aseq"
+    "), done AS ("
+    "  UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
+    "   aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint"
+    "  FROM numbered, head, agencies, per_agency"
+    "  WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
+    "   AND per_agency.agency = numbered.agency"
+    "  RETURNING o.seq, o.aseq, o.topic, o.v, o.data, o.at"
+    ") "
+    "SELECT seq, aseq, topic, v, data, at FROM done "
+    "UNION ALL "
+    "(SELECT seq, aseq, topic, v, data, at FROM {s}.outbox"
+    "  WHERE seq > $3::bigint ORDER BY seq LIMIT $1)";
 
 static void
 s_relay_send_row(bus_relay_t *self, PGresult *r, int row, uint64_t seq, uint64_t aseq)
@@ -541,8 +540,7 @@ s_relay_send_row(bus_relay_t *self, PGresult *r, int row, uint64_t seq, uint64_t
         log_error("relay cannot encode an outbox row", "stream=%s seq=%" PRIu64 " err=%s",
                   self->stream, hdr.seq, evmsg_err_str(&err, why, sizeof why));
     } else {
-        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf,
-                     len);
+        s_relay_send(self, PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2), self->buf, len);
     }
     self->stats.sequenced++;
     self->stats.last_seq = seq;

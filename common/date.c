@@ -1,6 +1,5 @@
 #include "date.h"
 
-
 /* Day-number conversions after Howard Hinnant's "chrono-compatible low-level date
  * algorithms": exact for the whole proleptic Gregorian calendar, no tables. */
 date_t

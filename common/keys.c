@@ -63,7 +63,7 @@ s_write_new(const char *path, mode_t mode, const char *text, char *err, size_t e
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
         util_errf(err, errlen, "%s: %s", path,
-              errno == EEXIST ? "exists, not overwritten" : strerror(errno));
+                  errno == EEXIST ? "exists, not overwritten" : strerror(errno));
         return -1;
     }
     size_t len = strlen(text);
@@ -96,7 +96,8 @@ keys_write_pair(const char *dir, const char *name, char pub[KEYS_Z85_LEN + 1], c
     /* Checked before writing either, so a refused run leaves nothing behind. */
     struct stat st;
     if (stat(kpath, &st) == 0 || stat(ppath, &st) == 0) {
-        util_errf(err, errlen, "%s: exists, not overwritten", stat(kpath, &st) == 0 ? kpath : ppath);
+        util_errf(err, errlen, "%s: exists, not overwritten",
+                  stat(kpath, &st) == 0 ? kpath : ppath);
         return -1;
     }
     char p[KEYS_Z85_LEN + 1], s[KEYS_Z85_LEN + 1];
@@ -186,9 +187,10 @@ keys_read_pair(const char *path, char pub[KEYS_Z85_LEN + 1], char sec[KEYS_Z85_L
     int rc = -1;
     if (st.st_mode & 077)
         util_errf(err, errlen, "%s: readable by group or others (mode %03o); chmod 600 it", path,
-              (unsigned)(st.st_mode & 0777));
+                  (unsigned)(st.st_mode & 0777));
     else if (s_field(text, "public", pub) != 0 || s_field(text, "secret", sec) != 0)
-        util_errf(err, errlen, "%s: expected \"public=<key>\" and \"secret=<key>\" lines (Z85)", path);
+        util_errf(err, errlen, "%s: expected \"public=<key>\" and \"secret=<key>\" lines (Z85)",
+                  path);
     else {
         char derived[KEYS_Z85_LEN + 1];
         if (zmq_curve_public(derived, sec) != 0 || strcmp(derived, pub) != 0)
@@ -247,8 +249,8 @@ keys_identity_check(const char *id, char *err, size_t errlen)
         for (size_t i = 1; ok && i < len; i++)
             ok = s_in(s[i], "az09__--");
         if (!ok) {
-            util_errf(err, errlen, "svc:<service>: service must be [a-z][a-z0-9_-]{0,31}, got \"%s\"",
-                  s);
+            util_errf(err, errlen,
+                      "svc:<service>: service must be [a-z][a-z0-9_-]{0,31}, got \"%s\"", s);
             return KEYS_ID_NONE;
         }
         return KEYS_ID_SVC;
@@ -334,7 +336,7 @@ s_parse_line(const char *line, size_t len, s_entry_t *out, char *why, size_t why
     }
     if (nf != 2) {
         util_errf(why, whylen, "expected \"<public key> <identity>\", got %s field%s",
-              nf < 2 ? "one" : "more than two", nf < 2 ? "" : "s");
+                  nf < 2 ? "one" : "more than two", nf < 2 ? "" : "s");
         return -1;
     }
     char key[KEYS_Z85_LEN + 1];
@@ -405,7 +407,7 @@ keys_parse(const char *text, size_t len, char *err, size_t errlen)
         if (s_cmp(&self->entries[i - 1], &self->entries[i]) == 0) {
             int a = self->entries[i - 1].line, b = self->entries[i].line;
             util_errf(err, errlen, "line %d: duplicate key (first on line %d)", a > b ? a : b,
-                  a < b ? a : b);
+                      a < b ? a : b);
             keys_destroy(&self);
             return NULL;
         }

@@ -59,8 +59,7 @@ s_puts(s_out_t *o, const char *s)
         s_putc(o, *s++);
 }
 
-static void
-s_printf(s_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_printf(s_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
 s_printf(s_out_t *o, const char *fmt, ...)
 {
@@ -194,8 +193,7 @@ s_put_conversion(s_out_t *o, const char **fmtp, va_list *ap)
 }
 
 size_t
-log_format(char *buf, size_t size, log_level_t level, const char *msg, const char *fmt,
-           va_list ap)
+log_format(char *buf, size_t size, log_level_t level, const char *msg, const char *fmt, va_list ap)
 {
     if (size < 3) {
         if (size)

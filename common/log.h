@@ -33,8 +33,8 @@ void log_write(log_level_t level, const char *msg, const char *fmt, ...)
 void log_vwrite(log_level_t level, const char *msg, const char *fmt, va_list ap);
 
 #define log_debug(msg, ...) log_write(LOG_DEBUG, (msg), __VA_ARGS__)
-#define log_info(msg, ...) log_write(LOG_INFO, (msg), __VA_ARGS__)
-#define log_warn(msg, ...) log_write(LOG_WARN, (msg), __VA_ARGS__)
+#define log_info(msg, ...)  log_write(LOG_INFO, (msg), __VA_ARGS__)
+#define log_warn(msg, ...)  log_write(LOG_WARN, (msg), __VA_ARGS__)
 #define log_error(msg, ...) log_write(LOG_ERROR, (msg), __VA_ARGS__)
 
 /* Formats one line as log_write would, into buf (NUL-terminated, truncated to size with

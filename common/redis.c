@@ -373,8 +373,8 @@ redis_destroy(redis_t **self_p)
 static void
 s_lost(redis_t *self, const char *what)
 {
-    util_errf(self->err, sizeof self->err, "redis %s:%d: %s: %s", self->url.host, self->url.port, what,
-           self->ctx ? s_io_reason(self->ctx) : "not connected");
+    util_errf(self->err, sizeof self->err, "redis %s:%d: %s: %s", self->url.host, self->url.port,
+              what, self->ctx ? s_io_reason(self->ctx) : "not connected");
     if (self->ctx) {
         redisFree(self->ctx);
         self->ctx = NULL;
@@ -434,7 +434,7 @@ redis_reply(redis_t *self)
     assert(self);
     if (!self->ctx) {
         util_errf(self->err, sizeof self->err, "redis %s:%d: not connected", self->url.host,
-               self->url.port);
+                  self->url.port);
         return NULL;
     }
     void *r = NULL;
@@ -492,7 +492,7 @@ redis_ping_url(const char *url, int timeout_ms, char *why, size_t whylen)
         ok = true;
     else
         util_errf(why, whylen, "redis %s:%d: PING: unexpected reply %.*s", u.host, u.port,
-               (int)(r->len > 100 ? 100 : r->len), r->str ? r->str : "");
+                  (int)(r->len > 100 ? 100 : r->len), r->str ? r->str : "");
     if (r)
         freeReplyObject(r);
     redisFree(c);

@@ -572,10 +572,10 @@ s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
     " c.opened_on - date '1970-01-01', c.matter_code, c.decision_no,"                              \
     " coalesce(c.decided_version, 0)"                                                              \
     " FROM (SELECT u.id FROM (SELECT unnest($1::int8[]) AS id"                                     \
-    "                         UNION SELECT x.id FROM unnest($2::text[], $3::text[]) AS k(a, n)"     \
-    "                         CROSS JOIN LATERAL (SELECT c2.id FROM intake.cases c2"               \
-    "                           WHERE c2.agency = k.a::char(18) AND c2.case_no = k.n LIMIT 1) x) u" \
-    "       ORDER BY u.id) s"                                                                      \
+    "    UNION SELECT x.id FROM unnest($2::text[], $3::text[]) AS k(a, n)"                         \
+    "    CROSS JOIN LATERAL (SELECT c2.id FROM intake.cases c2"                                    \
+    "      WHERE c2.agency = k.a::char(18) AND c2.case_no = k.n LIMIT 1) x) u"                     \
+    "  ORDER BY u.id) s"                                                                           \
     " CROSS JOIN LATERAL (SELECT * FROM intake.cases c0 WHERE c0.id = s.id LIMIT 1) c"             \
     " ORDER BY c.id"
 
@@ -2159,42 +2159,28 @@ s_result(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 
 /* Each case, deadline and inspection result is an index probe (LATERAL ... LIMIT 1),
  * whatever the statistics say. */
+/* clang-format off */
 static const char s_get_sql[] =
     "SELECT c.id, c.matter_version, c.party_kind, c.party_name, c.party_id_type, c.party_id_no,"
-    " c.summary, c.on_site, " S_D(
-        "c.act_date") ", array_to_string(c.officers, E'\\x1f'),"
-                      " " S_D("c.opened_on") ", c.decided_version, c.decision_no, " S_D(
-                          "c.decision_date") ","
-                                             " " S_D("c.served_on") ", c.serve_method, " S_D(
-                                                 "c.executed_on") ", c.execute_method,"
-                                                                  " " S_D(
-                                                                      "c.closed_on") ", "
-                                                                                     "c.close_"
-                                                                                     "note, "
-                                                                                     "c.revoke_"
-                                                                                     "kind, "
-                                                                                     "c.revoke_"
-                                                                                     "reason,"
-                                                                                     " " S_D(
-                                                                                         "c."
-                                                                                         "revok"
-                                                                                         "ed_"
-                                                                                         "on") ","
-                                                                                               " " S_D("d.due") ", " S_D("d.warn_on") ", " S_D(
-                                                                                                   "d.met_on") ", d.uncovered,"
-                                                                                                               " " S_D(
-                                                                                                                   "ir.result_date") ", ir.subject, ir.result, ir.problems, ir.handled,"
-                                                                                                                                     " (SELECT count(*) FILTER (WHERE r.stage = 'start') || ',' ||"
-                                                                                                                                     "         count(*) FILTER (WHERE r.stage = 'investigation') || ',' ||"
-                                                                                                                                     "         count(*) FILTER (WHERE r.stage = 'review_decision') || ',' ||"
-                                                                                                                                     "         count(*) FILTER (WHERE r.stage = 'service_execution')"
-                                                                                                                                     "    FROM intake.case_record r WHERE r.case_id = c.id)"
+    " c.summary, c.on_site, " S_D("c.act_date") ", array_to_string(c.officers, E'\\x1f'),"
+    " " S_D("c.opened_on") ", c.decided_version, c.decision_no, " S_D("c.decision_date") ","
+    " " S_D("c.served_on") ", c.serve_method, " S_D("c.executed_on") ", c.execute_method,"
+    " " S_D("c.closed_on") ", c.close_note, c.revoke_kind, c.revoke_reason,"
+    " " S_D("c.revoked_on") ","
+    " " S_D("d.due") ", " S_D("d.warn_on") ", " S_D("d.met_on") ", d.uncovered,"
+    " " S_D("ir.result_date") ", ir.subject, ir.result, ir.problems, ir.handled,"
+    " (SELECT count(*) FILTER (WHERE r.stage = 'start') || ',' ||"
+    "         count(*) FILTER (WHERE r.stage = 'investigation') || ',' ||"
+    "         count(*) FILTER (WHERE r.stage = 'review_decision') || ',' ||"
+    "         count(*) FILTER (WHERE r.stage = 'service_execution')"
+    "    FROM intake.case_record r WHERE r.case_id = c.id)"
     " FROM unnest($1::int8[]) AS k(id)"
     " CROSS JOIN LATERAL (SELECT c0.* FROM intake.cases c0 WHERE c0.id = k.id LIMIT 1) c"
     " LEFT JOIN LATERAL (SELECT d0.* FROM intake.case_deadline d0 WHERE d0.case_id = c.id"
     "                    LIMIT 1) d ON true"
     " LEFT JOIN LATERAL (SELECT ir0.* FROM intake.inspection_result ir0"
     "                    WHERE ir0.case_id = c.id LIMIT 1) ir ON true";
+/* clang-format on */
 
 /* Per case, the latest proposals (at most $2: versions are numbered 1, 2, ... per case)
  * and their verdicts, each an index probe (LATERAL, LIMIT) whatever the statistics say:

@@ -61,8 +61,8 @@ s_read_config(config_t *cfg, s_config_t *c)
     c->portal_port = (int)config_int(cfg, "SX_PORTAL_PORT", 8088, 0, 65535);
     c->portal.threads =
         (int)config_int(cfg, "SX_PORTAL_THREADS", PORTAL_THREADS_DEFAULT, 1, PORTAL_THREADS_MAX);
-    c->portal.max_stale_ms =
-        (int)config_int(cfg, "SX_PORTAL_MAX_STALE_MS", PORTAL_STALE_DEFAULT_MS, 0, PORTAL_MAX_STALE_MS);
+    c->portal.max_stale_ms = (int)config_int(cfg, "SX_PORTAL_MAX_STALE_MS", PORTAL_STALE_DEFAULT_MS,
+                                             0, PORTAL_MAX_STALE_MS);
     c->shard_index = (int)config_int(cfg, "SX_SHARD_INDEX", 0, 0, 255);
     c->shard_count = (int)config_int(cfg, "SX_SHARD_COUNT", 1, 1, 256);
     c->calendar = config_str(cfg, "SX_CALENDAR", NULL);

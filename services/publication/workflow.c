@@ -44,8 +44,8 @@ workflow_day_ms(date_t day)
 
 /* The CTE that queues the records an UPDATE ... RETURNING id (as upd) changed, where
  * cond holds, for workflow_arm_new (006_arming.sql). */
-#define S_ARM_QUEUE(cond)                                                                      \
-    "q AS (INSERT INTO publication.arming (id) SELECT id FROM upd WHERE " cond                \
+#define S_ARM_QUEUE(cond)                                                                          \
+    "q AS (INSERT INTO publication.arming (id) SELECT id FROM upd WHERE " cond                     \
     " ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v) "
 
 int
@@ -59,6 +59,7 @@ workflow_prepare(db_t *db)
      * transaction changed meanwhile has a new ctid and is missed: the caller reads its
      * state and tries again (s_publish_retry). A published penalty with an expiry is
      * queued for its expiry timer (006_arming.sql). */
+    /* clang-format off */
     rc |= db_prepare(db, "pub_approve",
                      "WITH upd AS (UPDATE publication.record r SET state = 'published', "
                      "published_at = now(), decided_by = $3, version = r.version + 1 "
@@ -85,6 +86,7 @@ workflow_prepare(db_t *db)
                      S_ARM_QUEUE("expires_on IS NOT NULL")
                      "SELECT i, case_id, case_no, type, decision_no, body, late FROM upd",
                      3);
+    /* clang-format on */
     rc |= db_prepare(db, "pub_reject",
                      "UPDATE publication.record SET state = 'rejected', rejected_reason = $3, "
                      "decided_by = $4, rejections = rejections + 1, version = version + 1 "
@@ -108,15 +110,18 @@ workflow_prepare(db_t *db)
                      "SELECT body::text FROM publication.record WHERE id = $1 AND agency = $2 "
                      "AND state = 'rejected' FOR UPDATE",
                      2);
+    /* clang-format off */
     rc |= db_prepare(db, "pub_resubmit",
                      "WITH upd AS (UPDATE publication.record SET state = 'draft', "
                      "body = $3::jsonb, resubmissions = resubmissions + 1, "
                      "version = version + 1 WHERE id = $1 AND agency = $2 AND state = 'rejected' "
                      "RETURNING id, case_id, case_no, type, due_on::text AS due_on, "
-                     "warn_on::text AS warn_on, resubmissions, rejected_reason), " S_ARM_QUEUE(
-                         "true") "SELECT case_id, case_no, type, due_on, warn_on, resubmissions, "
-                                 "rejected_reason FROM upd",
+                     "warn_on::text AS warn_on, resubmissions, rejected_reason), "
+                     S_ARM_QUEUE("true")
+                     "SELECT case_id, case_no, type, due_on, warn_on, resubmissions, "
+                     "rejected_reason FROM upd",
                      3);
+    /* clang-format on */
     rc |= db_prepare(db, "pub_setting_put",
                      "INSERT INTO publication.agency_setting (agency, publish_minor, updated_by) "
                      "VALUES ($1, $2, $3) ON CONFLICT (agency) DO UPDATE SET "

@@ -232,8 +232,7 @@ opinion_prepare(db_t *db)
                    " FROM review.task WHERE id = $1"
                    " ON CONFLICT (case_id, version, kind) DO NOTHING RETURNING id",
                    5) < 0 ||
-        db_prepare(db, "rv_days_of", "SELECT review_days FROM review.agency WHERE code = $1",
-                   1) < 0 ||
+        db_prepare(db, "rv_days_of", "SELECT review_days FROM review.agency WHERE code = $1", 1) ||
         db_prepare(db, "rv_task_close",
                    "UPDATE review.task SET status = $2, closed_at = now(),"
                    " reviewer = coalesce(reviewer, $3) WHERE id = $1",
@@ -682,8 +681,8 @@ s_escalate_one(db_t *db, const review_t *app, rpc_req_t *req, review_out_t *out,
     /* The legal office reviews it within its own 审核时限 (review.days.set on its own
      * code; REVIEW_DAYS_DEFAULT until it sets one), counted from today. */
     int days = REVIEW_DAYS_DEFAULT;
-    if (!(r = db_exec_prepared(db, "rv_days_of", 1, (const char *[]){app->pool_agency}, NULL,
-                               NULL, 0)))
+    const char *pool[1] = {app->pool_agency};
+    if (!(r = db_exec_prepared(db, "rv_days_of", 1, pool, NULL, NULL, 0)))
         return -1;
     if (PQntuples(r) == 1)
         days = atoi(PQgetvalue(r, 0, 0));

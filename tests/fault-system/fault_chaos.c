@@ -344,7 +344,8 @@ fault_chaos_new(story_world_t *w, uint64_t seed, const char *tmp, const char *re
         return NULL;
     }
     if (s_pg_pidfile(self) <= 0) {
-        snprintf(err, errlen, "no %s/pg/postmaster.pid: not the PostgreSQL of tests/fault-system/run", tmp);
+        snprintf(err, errlen,
+                 "no %s/pg/postmaster.pid: not the PostgreSQL of tests/fault-system/run", tmp);
         fault_chaos_destroy(&self);
         return NULL;
     }

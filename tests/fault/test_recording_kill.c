@@ -186,10 +186,11 @@ test_kill9_loses_and_repeats_no_entry(void **state)
      * aseqs 1..its count, the head at n, nothing left unsequenced. */
     assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.outbox WHERE seq IS NULL"),
                      0);
-    assert_int_equal(tp_pg_num(fx->w.pg, "SELECT count(*) FROM recording.bus_head h"
-                                         " WHERE h.last_seq <> (SELECT max(seq) FROM recording.outbox)"
-                                         " OR h.last_seq <> (SELECT count(DISTINCT seq)"
-                                         " FROM recording.outbox)"),
+    assert_int_equal(tp_pg_num(fx->w.pg,
+                               "SELECT count(*) FROM recording.bus_head h"
+                               " WHERE h.last_seq <> (SELECT max(seq) FROM recording.outbox)"
+                               " OR h.last_seq <> (SELECT count(DISTINCT seq)"
+                               " FROM recording.outbox)"),
                      0);
     assert_int_equal(tp_pg_num(fx->w.pg,
                                "SELECT count(*) FROM (SELECT agency, max(aseq) m, count(*) c,"

@@ -21,8 +21,7 @@ ts_env(const char *name)
 {
     const char *v = getenv(name);
     if (!v || !*v)
-        fail_msg("%s is not set: run the tests under tests/harness/with-servers (make test)",
-                 name);
+        fail_msg("%s is not set: run the tests under tests/harness/with-servers (make test)", name);
     return v;
 }
 

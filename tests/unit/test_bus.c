@@ -686,8 +686,8 @@ test_emit_ordered_follows_rows_left_to_the_relay(void **state)
         assert_int_equal(db_commit(fx->prod), 0);
         if (i == 0) { /* still left to the relay: it will number it after the three */
             assert_true(relay_rows);
-            assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox WHERE seq IS NULL"),
-                             4);
+            assert_int_equal(
+                s_count(fx->prod, "SELECT count(*) FROM prod.outbox WHERE seq IS NULL"), 4);
             end = s_now() + 3000;
             while (s_now() < end && bus_relay_stats(relay).last_seq < base + 4)
                 bus_relay_step(relay, s_now());

@@ -37,8 +37,8 @@ test_line_shape(void **state)
     (void)state;
     log_init("broker", LOG_INFO);
     char line[512];
-    s_fmt(line, sizeof line, LOG_INFO, "relay started", "stream=%s seq=%" PRIu64 " n=%d",
-          "intake", (uint64_t)42, -3);
+    s_fmt(line, sizeof line, LOG_INFO, "relay started", "stream=%s seq=%" PRIu64 " n=%d", "intake",
+          (uint64_t)42, -3);
     assert_memory_equal(line, "ts=", 3);
     /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ */
     assert_int_equal(line[3 + 23], 'Z');
@@ -54,10 +54,9 @@ test_hostile_values_escaped(void **state)
     char line[512];
     s_fmt(line, sizeof line, LOG_WARN, "bad request", "rid=%s who=%s",
           "x\nts=2020 level=error msg=forged", "a=b \"q\" \\ \x01");
-    assert_string_equal(s_after_ts(line),
-                        "level=warn svc=intake msg=\"bad request\" "
-                        "rid=\"x\\nts=2020 level=error msg=forged\" "
-                        "who=\"a=b \\\"q\\\" \\\\ \\x01\"\n");
+    assert_string_equal(s_after_ts(line), "level=warn svc=intake msg=\"bad request\" "
+                                          "rid=\"x\\nts=2020 level=error msg=forged\" "
+                                          "who=\"a=b \\\"q\\\" \\\\ \\x01\"\n");
     /* Exactly one newline, at the end. */
     assert_ptr_equal(strchr(line, '\n'), line + strlen(line) - 1);
 }
@@ -80,8 +79,8 @@ test_counted_string_and_numbers(void **state)
     (void)state;
     log_init("x", LOG_DEBUG);
     char line[512];
-    s_fmt(line, sizeof line, LOG_ERROR, "m", "topic=%.*s size=%zu hex=%x ratio=%g pct=%%",
-          5, "case.decided", (size_t)70000, 255u, 0.5);
+    s_fmt(line, sizeof line, LOG_ERROR, "m", "topic=%.*s size=%zu hex=%x ratio=%g pct=%%", 5,
+          "case.decided", (size_t)70000, 255u, 0.5);
     assert_string_equal(s_after_ts(line),
                         "level=error svc=x msg=m topic=case. size=70000 hex=ff ratio=0.5 pct=%\n");
 }

@@ -675,9 +675,9 @@ main(int argc, char **argv)
         bool platform = strcmp(s_procs[p], "fake-credit") == 0;
         printf("  %-24s %12.1f %12.1f %10.1f%s\n", s_procs[p], hwm[p] / 1024.0,
                L->rss_peak_kb[p] / 1024.0, cpu[p],
-               platform                ? "   (the platform's stand-in: keeps every record)"
+               platform             ? "   (the platform's stand-in: keeps every record)"
                : hwm[p] > 64 * 1024 ? "   OVER"
-                                       : "");
+                                    : "");
     }
     printf("  %-24s %12s %12s %10.1f\n", "pipeload (this driver)", "", "", self_cpu);
 

@@ -9,9 +9,8 @@
 
 /* Every verb, in the order `sxctl --help` lists them. */
 static const sxctl_verb_t *const s_verbs[] = {
-    &sxctl_verb_workday, &sxctl_verb_ident, &sxctl_verb_keygen, &sxctl_verb_call, &sxctl_verb_tail,
-    &sxctl_verb_record,
-    &sxctl_verb_credit,
+    &sxctl_verb_workday, &sxctl_verb_ident,  &sxctl_verb_keygen, &sxctl_verb_call,
+    &sxctl_verb_tail,    &sxctl_verb_record, &sxctl_verb_credit,
 };
 #define S_NVERBS (sizeof s_verbs / sizeof s_verbs[0])
 

@@ -257,8 +257,8 @@ test_approve_row_changed_meanwhile(void **state)
     assert_int_equal(db_connect(race.holder, 5000), 0);
     assert_int_equal(db_begin(race.holder), 0);
     PGresult *r =
-        db_query(race.holder, "UPDATE publication.record SET warned = true WHERE id = $1::bigint", 1,
-                 (const char *[]){id});
+        db_query(race.holder, "UPDATE publication.record SET warned = true WHERE id = $1::bigint",
+                 1, (const char *[]){id});
     assert_non_null(r);
     PQclear(r);
     pthread_t t;

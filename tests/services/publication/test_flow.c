@@ -472,8 +472,8 @@ test_arming_queue_keeps_a_record_queued_again(void **state)
     /* The arming that read the draft's entry takes off only that entry. */
     snprintf(ids, sizeof ids, "{%s}", id);
     snprintf(vs, sizeof vs, "{%s}", v1);
-    PGresult *r = db_exec_prepared(fx->db, "pub_mark_armed", 2, (const char *[]){ids, vs}, NULL,
-                                   NULL, 0);
+    PGresult *r =
+        db_exec_prepared(fx->db, "pub_mark_armed", 2, (const char *[]){ids, vs}, NULL, NULL, 0);
     assert_non_null(r);
     assert_string_equal(PQcmdTuples(r), "0");
     PQclear(r);

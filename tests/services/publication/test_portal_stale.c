@@ -62,8 +62,8 @@ test_changes_show_within_the_bound(void **state)
     char err[256];
     portal_t *strict = fx->portal;
     fx->portal = portal_new_opts(fx->url, "127.0.0.1", 0,
-                                 &(portal_opts_t){.threads = 2, .max_stale_ms = S_STALE_MS},
-                                 err, sizeof err);
+                                 &(portal_opts_t){.threads = 2, .max_stale_ms = S_STALE_MS}, err,
+                                 sizeof err);
     if (!fx->portal)
         fail_msg("portal: %s", err);
 

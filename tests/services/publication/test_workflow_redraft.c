@@ -131,8 +131,7 @@ test_redraft_rearms_timers(void **state)
     assert_string_equal(v, "特许|02|true"); /* queued for its timers again */
     /* The resubmitted draft's timers are armed again; the deadline fires as for any draft. */
     assert_true(workflow_arm_new(fx->db, t) >= 1);
-    pubfx_value(fx, "SELECT count(*)::text FROM publication.arming WHERE id = $1", id, v,
-                sizeof v);
+    pubfx_value(fx, "SELECT count(*)::text FROM publication.arming WHERE id = $1", id, v, sizeof v);
     assert_string_equal(v, "0");
     assert_int_equal(workflow_fire(fx->db, WORKFLOW_TIMER_DUE, id), 0);
     pubfx_value(fx, "SELECT overdue::text FROM publication.record WHERE id = $1", id, v, sizeof v);
