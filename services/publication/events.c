@@ -168,21 +168,48 @@ events_emit(db_t *tx, const char *event, const char *agency, const json_t *data)
     return rc;
 }
 
-int
-events_out_add(events_out_t *o, const char *event, const char *agency, const json_t *data)
+/* Room for one more event in o; false (o bad) when memory ran out. */
+static bool
+s_out_room(events_out_t *o)
 {
-    if (o->bad)
-        return -1;
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 64;
         bus_event_in_t *ev = realloc(o->ev, cap * sizeof *ev);
         if (!ev) {
             o->bad = true;
-            return -1;
+            return false;
         }
         o->ev = ev;
         o->cap = cap;
     }
+    return true;
+}
+
+int
+events_out_add_packed(events_out_t *o, const char *event, const char *agency, msgpack_sbuffer *sb)
+{
+    char *topic = o->bad ? NULL : malloc(EVMSG_TOPIC_MAX + 1);
+    if (!topic || !s_out_room(o)) {
+        if (!o->bad)
+            log_error("event not emitted", "event=%s agency=%s error=%s", event, agency,
+                      "out of memory");
+        free(topic);
+        msgpack_sbuffer_destroy(sb);
+        msgpack_sbuffer_init(sb);
+        o->bad = true;
+        return -1;
+    }
+    snprintf(topic, EVMSG_TOPIC_MAX + 1, "publication.%s.%s", event, agency);
+    o->ev[o->n++] = (bus_event_in_t){topic, 1, sb->data, sb->size};
+    msgpack_sbuffer_init(sb); /* o owns the data now */
+    return 0;
+}
+
+int
+events_out_add(events_out_t *o, const char *event, const char *agency, const json_t *data)
+{
+    if (o->bad || !s_out_room(o))
+        return -1;
     char *topic = malloc(EVMSG_TOPIC_MAX + 1);
     char *text = json_dumps(data, JSON_COMPACT);
     msgpack_sbuffer sb;

@@ -78,6 +78,11 @@ typedef struct {
  * then bad; logged). */
 int events_out_add(events_out_t *o, const char *event, const char *agency, const json_t *data);
 
+/* As events_out_add with the data already packed: *sb holds one msgpack map, which o
+ * takes (sb is left empty). Returns 0, or -1 (o is then bad; logged). */
+int events_out_add_packed(events_out_t *o, const char *event, const char *agency,
+                          msgpack_sbuffer *sb);
+
 /* Writes o's events into the publication outbox in tx, in order, and empties o.
  * Returns 0, or -1 (o bad, or a database failure; logged). */
 int events_out_flush(db_t *tx, events_out_t *o);

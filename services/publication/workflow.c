@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "events.h"
+#include "jsonmp.h"
 #include "log.h"
 #include "pgarray.h"
 #include "records.h"
@@ -388,6 +389,51 @@ s_outcome(rpc_req_t *req, int rc, const char *id, const char *state)
  * published nothing (unknown record, another agency's, not a draft, or a row that moved
  * under the statement: workflow_publish tells which). Returns 0, or -1 (the turn is
  * rolled back). */
+static void
+s_pack_kstr(msgpack_packer *pk, const char *key, const char *val)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_str_with_body(pk, val, strlen(val));
+}
+
+/* Adds publication.published for pub_approve_many's row t of r to out: {record_id,
+ * case_id, case_no, type, decision_no, late, record}, the record (the public body, 双公示
+ * fields included, so creditpush needs nothing else) converted from Postgres's JSON text
+ * straight to msgpack. Returns 0 or -1 (logged). */
+static int
+s_published_event(events_out_t *out, const char *agency, int64_t record_id, const PGresult *r,
+                  int t)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    msgpack_pack_str_with_body(&pk, "record_id", 9);
+    msgpack_pack_int64(&pk, record_id);
+    msgpack_pack_str_with_body(&pk, "case_id", 7);
+    msgpack_pack_int64(&pk, strtoll(PQgetvalue(r, t, 1), NULL, 10));
+    s_pack_kstr(&pk, "case_no", PQgetvalue(r, t, 2));
+    s_pack_kstr(&pk, "type", PQgetvalue(r, t, 3));
+    s_pack_kstr(&pk, "decision_no", PQgetvalue(r, t, 4));
+    msgpack_pack_str_with_body(&pk, "late", 4);
+    if (PQgetvalue(r, t, 6)[0] == 't')
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    msgpack_pack_str_with_body(&pk, "record", 6);
+    jsonmp_err_t jerr = {0};
+    if (jsonmp_from_json(PQgetvalue(r, t, 5), (size_t)PQgetlength(r, t, 5), "record", 3, &sb,
+                         &jerr) < 0) {
+        log_error("event not emitted", "event=published record_id=%" PRId64 " error=%s", record_id,
+                  jerr.reason);
+        msgpack_sbuffer_destroy(&sb);
+        out->bad = true;
+        return -1;
+    }
+    return events_out_add_packed(out, "published", agency, &sb);
+}
+
 static int
 s_approve(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 {
@@ -451,16 +497,8 @@ s_approve(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
     for (size_t i = 0; i < n; i++) {
         if (row[i] < 0)
             continue;
-        int t = row[i];
-        json_t *body = json_loads(PQgetvalue(r, t, 5), 0, NULL);
-        json_t *e = json_pack(
-            "{s:I,s:I,s:s,s:s,s:s,s:b,s:o}", "record_id", (json_int_t)strtoll(ids[i], NULL, 10),
-            "case_id", (json_int_t)strtoll(PQgetvalue(r, t, 1), NULL, 10), "case_no",
-            PQgetvalue(r, t, 2), "type", PQgetvalue(r, t, 3), "decision_no", PQgetvalue(r, t, 4),
-            "late", PQgetvalue(r, t, 6)[0] == 't', "record", body ? body : json_null());
-        int erc = e ? events_out_add(&out, "published", rpc_req_agency(reqs[i]), e) : -1;
-        json_decref(e);
-        if (erc < 0)
+        if (s_published_event(&out, rpc_req_agency(reqs[i]), strtoll(ids[i], NULL, 10), r, row[i]) <
+            0)
             goto done;
     }
     if (events_out_flush(db, &out) < 0)
