@@ -668,80 +668,33 @@ stats_route(const char *url)
     return strcmp(url, "/api/v1/statistics") == 0 || strcmp(url, "/statistics") == 0;
 }
 
-typedef struct {
-    query_kv_t kv[QUERY_PARAMS_MAX + 1];
-    size_t n;
-} s_params_t;
-
-static enum MHD_Result
-s_param(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
-        size_t value_size)
-{
-    (void)kind;
-    s_params_t *p = cls;
-    if (p->n < QUERY_PARAMS_MAX + 1)
-        p->kv[p->n++] = (query_kv_t){key, key_size, value, value ? value_size : 0};
-    else
-        p->n++;
-    return MHD_YES;
-}
-
-static enum MHD_Result
-s_send(struct MHD_Connection *conn, unsigned int status, const char *body, const char *type,
-       const char *cache, bool etag)
-{
-    char tag[24] = "";
-    if (etag) {
-        snprintf(tag, sizeof tag, "\"%016" PRIx64 "\"", bus_hash(body, strlen(body)));
-        const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-        if (inm && strstr(inm, tag)) {
-            status = MHD_HTTP_NOT_MODIFIED;
-            body = "";
-        }
-    }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache);
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    if (type[0] == 't') /* text/html: nothing but this page's own inline style */
-        MHD_add_response_header(r, "Content-Security-Policy",
-                                "default-src 'none'; style-src 'unsafe-inline'");
-    if (tag[0])
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, tag);
-    enum MHD_Result rc = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return rc;
-}
-
-#define S_JSON "application/json; charset=utf-8"
-#define S_HTML "text/html; charset=utf-8"
-
 static char *s_index_html(db_t *db, date_t today);
 
-enum MHD_Result
-stats_serve(struct MHD_Connection *conn, db_t *db, const char *url)
+/* Fills *out: status, a new body (NULL when memory ran out), its kind. */
+static void
+s_answer(stats_answer_t *out, unsigned int status, char *body, bool html)
+{
+    *out = (stats_answer_t){status, body, html};
+}
+
+void
+stats_answer(db_t *db, const char *url, const query_kv_t *kv, size_t n, stats_answer_t *out)
 {
     bool html = strcmp(url, "/statistics") == 0;
-    s_params_t p = {0};
-    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, s_param, &p);
     query_stats_t q;
     query_err_t err;
     date_t today = date_from_unix_cst(time(NULL));
-    if (html && p.n == 0) { /* /statistics: the agencies and their latest closed periods */
+    if (html && n == 0) { /* /statistics: the agencies and their latest closed periods */
         char *body = s_index_html(db, today);
         if (!body) {
             log_error("statistics index failed", "error=%s", db_error(db));
-            return s_send(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"error\":\"unavailable\"}", S_JSON,
-                          "no-store", false);
+            s_answer(out, 503, strdup("{\"error\":\"unavailable\"}"), false);
+        } else {
+            s_answer(out, 200, body, true);
         }
-        enum MHD_Result rc = s_send(conn, MHD_HTTP_OK, body, S_HTML, "public, max-age=300", true);
-        free(body);
-        return rc;
+        return;
     }
-    if (query_stats(p.kv, p.n, today, &q, &err) < 0) {
+    if (query_stats(kv, n, today, &q, &err) < 0) {
         char *body = NULL;
         if (html)
             body = html_message_page("统计年报", "查询参数有误", err.zh, "/statistics");
@@ -751,26 +704,18 @@ stats_serve(struct MHD_Connection *conn, db_t *db, const char *url)
             body = o ? json_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
         }
-        enum MHD_Result rc = s_send(conn, MHD_HTTP_BAD_REQUEST, body ? body : "",
-                                    html ? S_HTML : S_JSON, "no-store", false);
-        free(body);
-        return rc;
+        s_answer(out, 400, body, html);
+        return;
     }
     json_t *f = stats_compute(db, q.agency, q.from, q.to);
     if (!f) {
         log_error("statistics query failed", "error=%s", db_error(db));
-        return s_send(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"error\":\"unavailable\"}", S_JSON,
-                      "no-store", false);
+        s_answer(out, 503, strdup("{\"error\":\"unavailable\"}"), false);
+        return;
     }
     char *body = html ? stats_html(f) : json_dumps(f, JSON_COMPACT);
     json_decref(f);
-    if (!body)
-        return s_send(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "{\"error\":\"internal\"}", S_JSON,
-                      "no-store", false);
-    enum MHD_Result rc =
-        s_send(conn, MHD_HTTP_OK, body, html ? S_HTML : S_JSON, "public, max-age=300", true);
-    free(body);
-    return rc;
+    s_answer(out, 200, body, html);
 }
 
 /* ---- The HTML page -------------------------------------------------------------------- */

@@ -20,11 +20,11 @@
 #include <stdbool.h>
 
 #include <jansson.h>
-#include <microhttpd.h>
 
 #include "date.h"
 #include "db.h"
 #include "publication.h"
+#include "query.h"
 #include "rpc.h"
 #include "timer.h"
 
@@ -82,10 +82,16 @@ int stats_register(rpc_server_t *rpc, publication_t *app);
  * HTML page), both ?agency=&year=&half= (query_stats). */
 bool stats_route(const char *url);
 
-/* Answers a GET or HEAD of a stats_route URL on conn with db (prepared with
- * stats_prepare): 200 with a strong ETag (304 on If-None-Match), 400 naming the bad
- * parameter, 503 when the database failed. */
-enum MHD_Result stats_serve(struct MHD_Connection *conn, db_t *db, const char *url);
+/* The answer to a GET or HEAD of a stats_route URL, for the portal to send (with its
+ * headers, and a strong ETag on a 200): 200, 400 naming the bad parameter (query_stats on
+ * kv[0..n), the URL's parameters), or 503 when the database failed. body is new (the
+ * caller frees it), NULL when memory ran out; html tells its type from JSON. */
+typedef struct {
+    unsigned int status;
+    char *body;
+    bool html;
+} stats_answer_t;
+void stats_answer(db_t *db, const char *url, const query_kv_t *kv, size_t n, stats_answer_t *out);
 
 /* The HTML page (Chinese, SVG charts, no script) for figures from stats_compute: a new
  * string (the caller frees it), or NULL when out of memory. */

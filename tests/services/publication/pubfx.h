@@ -229,6 +229,7 @@ typedef struct {
     char etag[64];
     char cache[128]; /* Cache-Control */
     char type[128];  /* Content-Type */
+    char csp[256];   /* Content-Security-Policy */
 } pubfx_resp_t;
 
 static size_t
@@ -255,6 +256,8 @@ pubfx_header(char *p, size_t size, size_t n, void *arg)
         snprintf(r->cache, sizeof r->cache, "%.*s", (int)(len - 17), p + 15);
     if (len > 14 && strncasecmp(p, "Content-Type: ", 14) == 0)
         snprintf(r->type, sizeof r->type, "%.*s", (int)(len - 16), p + 14);
+    if (len > 25 && strncasecmp(p, "Content-Security-Policy: ", 25) == 0)
+        snprintf(r->csp, sizeof r->csp, "%.*s", (int)(len - 27), p + 25);
     return len;
 }
 

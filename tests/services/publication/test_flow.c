@@ -534,6 +534,19 @@ test_statistics(void **state)
     assert_int_equal(r.status, 400);
     pubfx_get(fx, "/api/v1/statistics?agency=" AGENCY "&year=2019&half=3", NULL, &r);
     assert_int_equal(r.status, 400);
+    assert_string_equal(r.cache, "no-store");
+    /* The HTML page goes out as every portal page does: the same policy as the search. */
+    char csp[256];
+    pubfx_get(fx, "/", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.csp, "frame-ancestors 'none'"));
+    snprintf(csp, sizeof csp, "%s", r.csp);
+    pubfx_get(fx, "/statistics?agency=" AGENCY "&year=2019&half=2", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.type, "text/html"));
+    assert_string_equal(r.csp, csp);
+    assert_string_equal(r.cache, "public, max-age=300");
+    assert_true(r.etag[0] != '\0');
 }
 
 static int

@@ -1,6 +1,8 @@
 /* The portal as sx-publication runs it by default (SX_PORTAL_MAX_STALE_MS 1000): an
  * answer may lag a commit, but never by much more than that — a publication and a
  * withdrawal each show within the bound, seen through real HTTP. */
+#include <unistd.h>
+
 #include "pubfx.h"
 
 #define S_STALE_MS 1000
