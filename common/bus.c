@@ -495,9 +495,10 @@ s_order_cmp(const void *a, const void *b)
  * sequences at insert). Columns: seq, aseq, topic, v, data, at. */
 static const char s_seq_tmpl[] =
     "WITH pending AS ("
-    "  SELECT id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE"
+    "  SELECT ctid AS t, id, agency FROM {s}.outbox WHERE seq IS NULL ORDER BY id LIMIT $1"
+    "  FOR UPDATE"
     "), numbered AS ("
-    "  SELECT id, agency, row_number() OVER (ORDER BY id) AS n,"
+    "  SELECT t, id, agency, row_number() OVER (ORDER BY id) AS n,"
     "         row_number() OVER (PARTITION BY agency ORDER BY id) AS an FROM pending"
     "), per_agency AS ("
     "  SELECT agency, count(*) AS c FROM numbered GROUP BY agency"
@@ -513,7 +514,7 @@ static const char s_seq_tmpl[] =
     "  UPDATE {s}.outbox o SET seq = head.base + numbered.n,"
     "   aseq = agencies.last_aseq - per_agency.c + numbered.an, at = $2::bigint"
     "  FROM numbered, head, agencies, per_agency"
-    "  WHERE o.id = numbered.id AND agencies.agency = numbered.agency"
+    "  WHERE o.ctid = numbered.t AND agencies.agency = numbered.agency"
     "   AND per_agency.agency = numbered.agency"
     "  RETURNING o.seq, o.aseq, o.topic, o.v, o.data, o.at"
     ") "

@@ -69,22 +69,34 @@ s_err(story_world_t *w, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A free loopback port (the kernel's pick), or -1. */
-static int
-s_free_port(void)
+/* A free loopback port, or -1 (errno set). Below Linux's ephemeral range (32768-60999),
+ * walked from a per-process start: a port the kernel handed out for bind(0) could be
+ * taken, before the service binds it, as the source port of any outgoing connection
+ * (Redis, ZeroMQ, HTTP), and the service would then fail to start. */
+int
+story_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
+    enum { LO = 20000, SPAN = 12768 };
+    static unsigned next;
+    static bool started;
+    if (!started) {
+        next = (unsigned)getpid() * 2654435761u % SPAN;
+        started = true;
     }
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
+    for (int tries = 0; tries < SPAN; tries++) {
+        int port = LO + (int)(next++ % SPAN);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    errno = EADDRINUSE;
+    return -1;
 }
 
 static void
@@ -369,7 +381,7 @@ story_world_start(story_world_t *w, const story_opts_t *o)
             return -1;
         }
         fprintf(f, "%s svc:%s\n", w->svc_pub[i], s_names[i]);
-        snprintf(w->door[i], sizeof w->door[i], "tcp://127.0.0.1:%d", s_free_port());
+        snprintf(w->door[i], sizeof w->door[i], "tcp://127.0.0.1:%d", story_free_port());
     }
     for (size_t i = 0; o->clients && o->clients[i][0]; i++) {
         if (keys_write_pair(w->keydir, o->clients[i][0], pub, err, sizeof err) != 0) {
@@ -380,10 +392,10 @@ story_world_start(story_world_t *w, const story_opts_t *o)
         fprintf(f, "%s %s\n", pub, o->clients[i][1]);
     }
     fclose(f);
-    snprintf(w->pub_ep, sizeof w->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(w->sub_ep, sizeof w->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    w->portal_port = s_free_port();
-    w->fake_port = s_free_port();
+    snprintf(w->pub_ep, sizeof w->pub_ep, "tcp://127.0.0.1:%d", story_free_port());
+    snprintf(w->sub_ep, sizeof w->sub_ep, "tcp://127.0.0.1:%d", story_free_port());
+    w->portal_port = story_free_port();
+    w->fake_port = story_free_port();
     w->ctx = zmq_ctx_new();
     static const char *const order[] = {"broker", "fake-credit", "intake",    "recording",
                                         "review", "publication", "creditpush"};

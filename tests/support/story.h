@@ -68,6 +68,9 @@ typedef struct {
     char err[1024]; /* why the last call failed */
 } story_world_t;
 
+/* A free loopback port below the kernel's ephemeral range, or -1 (errno set). */
+int story_free_port(void);
+
 /* The service's name as in its binary (sx-<name>) and log: "intake", ... */
 const char *story_svc_name(story_svc_t svc);
 

@@ -21,6 +21,7 @@
 
 #include "jsonmp.h"
 #include "keys.h"
+#include "story.h"
 #include "tsupport.h"
 #include "zsock.h"
 
@@ -43,15 +44,10 @@ tp_sleep_ms(int ms)
 int
 tp_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("no free port: %s", strerror(errno));
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = story_free_port();
+    if (port < 0)
+        fail_msg("no free loopback port: %s", strerror(errno));
+    return port;
 }
 
 pid_t

@@ -48,10 +48,14 @@ ts_fresh_db(const char *prefix)
 
     char *out = malloc(strlen(url) + sizeof name + 32);
     assert_non_null(out);
-    /* The harness's URL is postgresql://user@host:port/db: swap the database name. */
-    const char *slash = strrchr(url, '/');
+    /* The harness's URL is postgresql://user@[host:port]/db[?host=dir&port=n]: swap the
+     * database name, the path after the authority, and keep the parameters. */
+    const char *auth = strstr(url, "://");
+    assert_non_null(auth);
+    const char *slash = strchr(auth + 3, '/');
     assert_non_null(slash);
-    sprintf(out, "%.*s/%s", (int)(slash - url), url, name);
+    const char *rest = slash + strcspn(slash, "?");
+    sprintf(out, "%.*s/%s%s", (int)(slash - url), url, name, rest);
     return out;
 }
 
