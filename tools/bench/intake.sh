@@ -102,7 +102,8 @@ prewal_mb=$(((warm + secs + 10) * 48))
 
 echo "bench-intake: 16 clients x 16 in flight, ${warm} s warm-up, ${secs} s measured, fsync on" >&2
 lsn0=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
-line=$("$B/benchload" -c 16 -i 16 -w "$warm" -d "$secs" "$rpc_ep" "$ipub" "$K")
+# "--": a Z85 key may begin with "-".
+line=$("$B/benchload" -c 16 -i 16 -w "$warm" -d "$secs" -- "$rpc_ep" "$ipub" "$K")
 lsn1=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 echo "benchload: $line" >&2
 get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
