@@ -610,12 +610,6 @@ db_begin(db_t *self)
 int
 db_commit(db_t *self)
 {
-    return db_commit_overlap(self, NULL, NULL);
-}
-
-int
-db_commit_overlap(db_t *self, void (*work)(void *arg), void *arg)
-{
     assert(self);
     if (self->lost_in_tx || !db_connected(self)) {
         bool in_tx = self->lost_in_tx;
@@ -632,8 +626,6 @@ db_commit_overlap(db_t *self, void (*work)(void *arg), void *arg)
         self->lost_in_tx = false;
         return -1;
     }
-    if (work)
-        work(arg);
     PGresult *res = NULL, *r;
     while ((r = PQgetResult(self->conn)) != NULL) {
         if (!res || PQresultStatus(r) == PGRES_FATAL_ERROR) {

@@ -131,11 +131,6 @@ int db_begin(db_t *self);
  * DB_UNKNOWN when the connection was lost after COMMIT was sent. */
 int db_commit(db_t *self);
 
-/* db_commit that calls work(arg) once COMMIT is on its way, before waiting for the
- * answer: the server's commit (its WAL flush) and work run side by side. work must not
- * use this connection. Returns as db_commit. */
-int db_commit_overlap(db_t *self, void (*work)(void *arg), void *arg);
-
 /* ROLLBACK. Returns 0, also when the connection was lost (the server discards an
  * uncommitted transaction with its session; this clears the lost-in-transaction state),
  * or -1 when the server refused. */

@@ -63,7 +63,6 @@ struct rpc_req {
     char rid[RPC_RID_MAX + 1];
     bool has_rid;      /* rid read: replies carry it, else nil */
     const s_op_t *def; /* the op, once known and allowed */
-    bool checked;      /* s_check has read it (on arrival or in the turn) */
     uint8_t hash[32];  /* SHA-256 of the payload (write ops) */
     uint64_t who;      /* hash of the identity: the requests it orders (s_run_handlers) */
     uint64_t key;      /* hash of (identity, order key), 0 when the request has none */
@@ -88,8 +87,6 @@ struct rpc_server {
     s_op_t *ops; /* registered ops */
     size_t nops;
     rpc_req_t *reqs;    /* RPC_BATCH_MAX slots, reused every turn */
-    rpc_req_t *pre;     /* RPC_BATCH_MAX slots: requests read while a COMMIT was out ... */
-    size_t npre;        /* ... and how many: the next turn starts with them */
     rpc_req_t **ptrs;   /* scratch: handler argument */
     rpc_req_t **rest;   /* scratch: requests held for a later handler call */
     uint64_t *mark;     /* scratch: s_run_handlers' marks, RPC_MARK_SLOTS ... */
@@ -368,7 +365,6 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
     snprintf(self->schema, sizeof self->schema, "%s", schema);
     self->ops = calloc(RPC_OPS_MAX, sizeof *self->ops);
     self->reqs = calloc(RPC_BATCH_MAX, sizeof *self->reqs);
-    self->pre = calloc(RPC_BATCH_MAX, sizeof *self->pre);
     self->ptrs = calloc(RPC_BATCH_MAX, sizeof *self->ptrs);
     self->rest = calloc(RPC_BATCH_MAX, sizeof *self->rest);
     self->mark = calloc(RPC_MARK_SLOTS, sizeof *self->mark);
@@ -376,13 +372,13 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
     self->widx = calloc(RPC_BATCH_MAX, sizeof *self->widx);
     self->slots = calloc(RPC_DEDUP_SLOTS, sizeof *self->slots);
     self->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    if (!self->ops || !self->reqs || !self->pre || !self->ptrs || !self->rest || !self->mark ||
-        !self->mark_gen || !self->widx || !self->slots || !self->sha256) {
+    if (!self->ops || !self->reqs || !self->ptrs || !self->rest || !self->mark || !self->mark_gen ||
+        !self->widx || !self->slots || !self->sha256) {
         snprintf(err, errlen, "out of memory (or OpenSSL without SHA2-256)");
         goto fail;
     }
     for (size_t i = 0; i < RPC_BATCH_MAX; i++)
-        self->reqs[i].srv = self->pre[i].srv = self;
+        self->reqs[i].srv = self;
     if (s_prepare(self, self->st_lookup, "rpc_lookup",
                   /* One primary-key probe per key, whatever the statistics say: as a
                    * plain join the cached generic plan, made while rpc_reply was small,
@@ -421,18 +417,16 @@ rpc_server_destroy(rpc_server_t **self_p)
     if (*self_p) {
         rpc_server_t *self = *self_p;
         zsock_close(&self->sock);
-        rpc_req_t *arrays[2] = {self->reqs, self->pre};
-        for (int a = 0; a < 2; a++)
-            for (size_t i = 0; arrays[a] && i < RPC_BATCH_MAX; i++) {
-                evmsg_destroy(&arrays[a][i].msg);
-                free(arrays[a][i].result.buf);
-                free(arrays[a][i].reply.buf);
+        if (self->reqs)
+            for (size_t i = 0; i < RPC_BATCH_MAX; i++) {
+                evmsg_destroy(&self->reqs[i].msg);
+                free(self->reqs[i].result.buf);
+                free(self->reqs[i].reply.buf);
             }
         for (size_t i = 0; i < sizeof self->arr / sizeof self->arr[0]; i++)
             free(self->arr[i].buf);
         free(self->ops);
         free(self->reqs);
-        free(self->pre);
         free(self->ptrs);
         free(self->rest);
         free(self->mark);
@@ -856,7 +850,6 @@ s_recv(rpc_server_t *self, rpc_req_t *req)
     s_reset(req);
     req->has_rid = false;
     req->def = NULL;
-    req->checked = false;
     req->op[0] = req->rid[0] = '\0';
     req->routing_len = zmq_msg_size(&part[0]);
     memcpy(req->routing, zmq_msg_data(&part[0]), req->routing_len);
@@ -892,7 +885,6 @@ done:
 static void
 s_check(rpc_server_t *self, rpc_req_t *req)
 {
-    req->checked = true;
     evmsg_err_t err = {{0}, {0}}, erid = {{0}, {0}};
     evmsg_map_t root = evmsg_data(req->msg, &err);
     evmsg_map_t rroot = evmsg_data(req->msg, &erid);
@@ -1078,25 +1070,6 @@ s_run_handlers(rpc_server_t *self, const int *idx, size_t n, bool in_tx)
 /* One write transaction over the (non-duplicate) write requests idx[0..n). Returns 0
  * when committed (every request has its reply packed), -1 when it did not commit
  * (rolled back), DB_UNKNOWN when the commit's fate is unknown. */
-/* Reads and checks the requests waiting now into self->pre, as many as fit: work for
- * the time a COMMIT takes, which the next turn then need not do. */
-static void
-s_prefetch(void *arg)
-{
-    rpc_server_t *self = arg;
-    for (int drained = 0; self->npre < RPC_BATCH_MAX && drained < 4 * RPC_BATCH_MAX; drained++) {
-        rpc_req_t *r = &self->pre[self->npre];
-        int rc = s_recv(self, r);
-        if (rc == 0)
-            break;
-        if (rc == 1) {
-            if (r->state == RQ_PENDING)
-                s_check(self, r);
-            self->npre++;
-        }
-    }
-}
-
 static int
 s_write_tx(rpc_server_t *self, const int *idx, size_t n)
 {
@@ -1185,8 +1158,8 @@ s_write_tx(rpc_server_t *self, const int *idx, size_t n)
             goto fail;
         PQclear(res);
     }
-    /* (4) Commit, reading the next turn's requests while the server flushes. */
-    int rc = db_commit_overlap(self->db, s_prefetch, self);
+    /* (4) Commit. */
+    int rc = db_commit(self->db);
     if (rc == 0)
         self->stats.commits++;
     else if (rc != DB_UNKNOWN)
@@ -1310,14 +1283,7 @@ rpc_server_turn(rpc_server_t *self)
 {
     assert(self);
     double t0 = s_now_s();
-    /* The requests read during the last COMMIT come first: they arrived first. */
-    size_t n = self->npre;
-    if (n > 0) {
-        rpc_req_t *t = self->reqs;
-        self->reqs = self->pre;
-        self->pre = t;
-        self->npre = 0;
-    }
+    size_t n = 0;
     int drained = 0;
     while (n < RPC_BATCH_MAX && drained < 4 * RPC_BATCH_MAX) {
         int rc = s_recv(self, &self->reqs[n]);
@@ -1335,7 +1301,7 @@ rpc_server_turn(rpc_server_t *self)
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) {
         rpc_req_t *r = &self->reqs[i];
-        if (r->state == RQ_PENDING && !r->checked)
+        if (r->state == RQ_PENDING)
             s_check(self, r);
         if (r->state == RQ_PENDING && r->def->flags == RPC_WRITE)
             self->widx[nw++] = (int)i;
@@ -1381,19 +1347,12 @@ rpc_server_turn(rpc_server_t *self)
     return (int)n;
 }
 
-bool
-rpc_server_ready(const rpc_server_t *self)
-{
-    assert(self);
-    return self->npre > 0;
-}
-
 int
 rpc_server_poll(rpc_server_t *self, int timeout_ms)
 {
     assert(self);
     zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, rpc_server_ready(self) ? 0 : timeout_ms) < 0)
+    if (zmq_poll(&item, 1, timeout_ms) < 0)
         return -1;
     return rpc_server_turn(self);
 }

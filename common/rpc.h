@@ -142,11 +142,6 @@ int rpc_set_metrics(rpc_server_t *self, ops_t *ops, const char *svc);
 /* The ROUTER socket, to put in the service's zmq_poll (ZMQ_POLLIN: call rpc_server_turn). */
 void *rpc_server_socket(rpc_server_t *self);
 
-/* True when requests wait already read: a turn reads the requests that arrive while its
- * COMMIT is out, so the socket may show nothing while the next turn has work. Poll with
- * timeout 0 and run a turn when this is true. */
-bool rpc_server_ready(const rpc_server_t *self);
-
 /* The endpoint actually bound ("tcp://127.0.0.1:41234" for a "tcp://127.0.0.1:*"). */
 const char *rpc_server_endpoint(const rpc_server_t *self);
 

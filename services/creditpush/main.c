@@ -272,14 +272,13 @@ main(void)
         int64_t now = util_mono_ms();
         long wait =
             service_poll_ms(svc, app.pending && push_can_start(push) ? now : timer_due, now);
-        if (zmq_poll(items, nitems, rpc_server_ready(rpc) ? 0 : push_wait_ms(push, wait)) < 0 &&
-            zmq_errno() != EINTR) {
+        if (zmq_poll(items, nitems, push_wait_ms(push, wait)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
         if (items[2].revents & ZMQ_POLLIN)
             stop = service_signals(svc);
-        if (items[0].revents & ZMQ_POLLIN || rpc_server_ready(rpc))
+        if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         if (items[1].revents & ZMQ_POLLIN && started)
             bus_sub_step(bsub);

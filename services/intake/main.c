@@ -259,14 +259,13 @@ main(void)
         int64_t now = util_mono_ms();
         /* svc has no relay (it is the thread's): only the review retry sets the timeout. */
         int64_t due = review_started ? INT64_MAX : review_retry;
-        if (zmq_poll(items, 4, rpc_server_ready(rpc) ? 0 : service_poll_ms(svc, due, now)) < 0 &&
-            zmq_errno() != EINTR) {
+        if (zmq_poll(items, 4, service_poll_ms(svc, due, now)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
         if (items[3].revents & ZMQ_POLLIN)
             stop = service_signals(svc);
-        if (items[0].revents & ZMQ_POLLIN || rpc_server_ready(rpc))
+        if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = util_mono_ms();
         if (items[1].revents & ZMQ_POLLIN && review_started)

@@ -161,17 +161,14 @@ main(void)
                                    {NULL, svc->sigfd, ZMQ_POLLIN, 0}};
         int n = 3 + service_relay_pollitem(svc, &items[3]);
         int64_t now = util_mono_ms();
-        if (zmq_poll(items, n,
-                     rpc_server_ready(rpc)
-                         ? 0
-                         : service_poll_ms(svc, started ? INT64_MAX : retry, now)) < 0 &&
+        if (zmq_poll(items, n, service_poll_ms(svc, started ? INT64_MAX : retry, now)) < 0 &&
             zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
         if (items[2].revents & ZMQ_POLLIN)
             stop = service_signals(svc);
-        if (items[0].revents & ZMQ_POLLIN || rpc_server_ready(rpc))
+        if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = util_mono_ms();
         service_relay_turn(svc, n == 4 && (items[3].revents & ZMQ_POLLIN), now);

@@ -187,14 +187,13 @@ main(void)
         int n = 3 + service_relay_pollitem(svc, &items[3]);
         int64_t now = util_mono_ms();
         int64_t due = !started && sub_retry < deadlines_due ? sub_retry : deadlines_due;
-        if (zmq_poll(items, n, rpc_server_ready(rpc) ? 0 : service_poll_ms(svc, due, now)) < 0 &&
-            zmq_errno() != EINTR) {
+        if (zmq_poll(items, n, service_poll_ms(svc, due, now)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
         }
         if (items[2].revents & ZMQ_POLLIN)
             stop = service_signals(svc);
-        if (items[0].revents & ZMQ_POLLIN || rpc_server_ready(rpc))
+        if (items[0].revents & ZMQ_POLLIN)
             rpc_server_turn(rpc);
         now = util_mono_ms();
         service_relay_turn(svc, n == 4 && (items[3].revents & ZMQ_POLLIN), now);

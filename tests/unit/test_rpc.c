@@ -49,8 +49,6 @@ typedef struct {
         char rid[RPC_RID_MAX + 1];
         int call, pos;
     } trail[256];
-    void *chain_sock; /* note.add "chain" sends chain_msgs[] through it, once */
-    msgpack_sbuffer chain_msgs[3];
     s_pair_t server, dept, svc, stranger;
     char code[19];
     char dept_id[64];
@@ -90,14 +88,6 @@ s_note_add(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         if (err.reason[0]) {
             rpc_fail_evmsg(reqs[i], &err);
             continue;
-        }
-        if (strcmp(text, "chain") == 0 && fx->chain_sock) {
-            /* Requests that arrive while this turn is still on: they reach the socket
-             * before the COMMIT is sent. */
-            for (int k = 0; k < 3; k++)
-                zmq_send(fx->chain_sock, fx->chain_msgs[k].data, fx->chain_msgs[k].size, 0);
-            fx->chain_sock = NULL;
-            usleep(100 * 1000);
         }
         if (strcmp(text, "invalid") == 0) {
             rpc_fail(reqs[i], "bad_text", "body.text", "内容无效", "text is invalid");
@@ -671,97 +661,6 @@ test_bad_requests(void **state)
     zsock_close(&s);
 }
 
-/* Packs {op, rid, body: {text}} (body {} when text is NULL) into sb (initialised here). */
-static void
-s_req(msgpack_sbuffer *sb, const char *op, const char *rid, const char *text)
-{
-    msgpack_sbuffer_init(sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    msgpack_pack_str_with_body(&pk, "op", 2);
-    msgpack_pack_str_with_body(&pk, op, strlen(op));
-    msgpack_pack_str_with_body(&pk, "rid", 3);
-    msgpack_pack_str_with_body(&pk, rid, strlen(rid));
-    msgpack_pack_str_with_body(&pk, "body", 4);
-    msgpack_pack_map(&pk, text ? 1 : 0);
-    if (text) {
-        msgpack_pack_str_with_body(&pk, "text", 4);
-        msgpack_pack_str_with_body(&pk, text, strlen(text));
-    }
-}
-
-static void
-s_raw_reply(void *s, rpc_reply_t *out)
-{
-    char buf[8192];
-    int n = s_raw_recv(s, 3000, buf, sizeof buf, NULL);
-    assert_true(n > 0);
-    evmsg_err_t err = {{0}, {0}};
-    if (rpc_reply_decode(buf, (size_t)n, out, &err) < 0)
-        fail_msg("reply: %s %s", err.path, err.reason);
-}
-
-static void
-test_requests_read_during_commit(void **state)
-{
-    fx_t *fx = *state;
-    /* The test drives the turns itself. */
-    atomic_store(&fx->paused, true);
-    usleep(100 * 1000);
-    void *s = s_raw(fx, ZMQ_DEALER, &fx->dept);
-    msgpack_sbuffer first;
-    s_req(&first, "note.add", "pf-1", "chain");
-    s_req(&fx->chain_msgs[0], "note.add", "pf-2", "two");
-    s_req(&fx->chain_msgs[1], "note.add", "pf-1", "chain"); /* a resend of the first */
-    s_req(&fx->chain_msgs[2], "note.count", "pf-3", NULL);
-    long long before = s_count(fx->chk, "SELECT count(*) FROM svc1.notes");
-    fx->chain_sock = s;
-    assert_int_equal(zmq_send(s, first.data, first.size, 0), (int)first.size);
-    int n = 0;
-    for (int tries = 0; n == 0 && tries < 300; tries++) {
-        n = rpc_server_turn(fx->srv);
-        if (n == 0)
-            usleep(10 * 1000);
-    }
-    /* One answered; the three sent meanwhile were read during its COMMIT and wait for
-     * the next turn, though the socket has nothing left to show. */
-    assert_int_equal(n, 1);
-    assert_null(fx->chain_sock);
-    assert_true(rpc_server_ready(fx->srv));
-    zmq_pollitem_t it = {rpc_server_socket(fx->srv), 0, ZMQ_POLLIN, 0};
-    assert_int_equal(zmq_poll(&it, 1, 0), 0);
-    rpc_reply_t r1, r2, r3, r4;
-    s_raw_reply(s, &r1);
-    assert_true(r1.ok);
-    assert_string_equal(r1.rid, "pf-1");
-    assert_int_equal(rpc_server_turn(fx->srv), 3);
-    assert_false(rpc_server_ready(fx->srv));
-    /* In the order sent; the resend finds the reply the first turn committed. */
-    s_raw_reply(s, &r2);
-    s_raw_reply(s, &r3);
-    s_raw_reply(s, &r4);
-    assert_string_equal(r2.rid, "pf-2");
-    assert_true(r2.ok);
-    assert_string_equal(r3.rid, "pf-1");
-    assert_true(r3.ok);
-    assert_int_equal(s_result_id(&r3), s_result_id(&r1));
-    assert_string_equal(r4.rid, "pf-3");
-    assert_true(r4.ok);
-    assert_int_equal(s_result_id(&r4), before + 2);
-    assert_int_equal(s_notes(fx, "pf-1"), 1);
-    assert_int_equal(s_notes(fx, "pf-2"), 1);
-    rpc_reply_clear(&r1);
-    rpc_reply_clear(&r2);
-    rpc_reply_clear(&r3);
-    rpc_reply_clear(&r4);
-    msgpack_sbuffer_destroy(&first);
-    for (int k = 0; k < 3; k++)
-        msgpack_sbuffer_destroy(&fx->chain_msgs[k]);
-    zsock_close(&s);
-    atomic_store(&fx->paused, false);
-}
-
 static void
 test_repeated_rid(void **state)
 {
@@ -1201,7 +1100,6 @@ main(void)
         cmocka_unit_test(test_happy_path_dealer_and_req),
         cmocka_unit_test(test_identity_and_permissions),
         cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_requests_read_during_commit),
         cmocka_unit_test(test_repeated_rid),
         cmocka_unit_test(test_batch_of_300),
         cmocka_unit_test(test_order_keys),
