@@ -50,6 +50,7 @@
 #define S_SAFETY_MS    30000 /* the queue is looked at even without a timer */
 #define S_GAUGE_MS     1000  /* how often the queue-depth gauge is read */
 #define S_CURL_FDS     16    /* sockets of the POSTs in flight polled beside ours */
+#define S_GATHER_MS    20    /* a small batch beside another POST: the next waits this */
 
 typedef struct {
     service_config_t s; /* the settings every service reads (service.h) */
@@ -133,12 +134,18 @@ typedef struct {
     int batch;
     uint64_t conn_id; /* for s_leader */
     bool leader;
+    int64_t gather_until; /* no new POST before (mono ms): see s_deliver */
 } s_deliverer_t;
 
 /* Collects the batches whose answer is in and starts new ones, one of each in turn, so
  * that a slot is refilled while the other POST is still at the platform. After a 200
  * more may be due; after anything else the platform is not taking: the retry timer
- * waits for the backoff. Bounded: 2 x PUSH_INFLIGHT_MAX steps a loop turn. */
+ * waits for the backoff. Bounded: 2 x PUSH_INFLIGHT_MAX steps a loop turn.
+ *
+ * A batch under a quarter full started beside another POST makes the next wait
+ * S_GATHER_MS, so that records arriving one event batch at a time go out in fewer, fuller
+ * POSTs: each pick walks past the items in flight, and each POST costs both ends. With
+ * nothing in flight a record goes at once. */
 static void
 s_deliver(s_deliverer_t *d, bool stop)
 {
@@ -158,10 +165,14 @@ s_deliver(s_deliverer_t *d, bool stop)
             else
                 s_arm(d->db, d->timers);
         }
-        if (d->app->pending && !stop && push_can_start(d->push)) {
+        if (d->app->pending && !stop && push_can_start(d->push) &&
+            util_mono_ms() >= d->gather_until) {
             d->app->pending = false;
             if (s_leader(d->db, &d->conn_id, &d->leader)) {
+                bool beside = push_busy(d->push);
                 int n = push_start(d->push, d->db);
+                d->gather_until =
+                    beside && n > 0 && n < d->batch / 4 ? util_mono_ms() + S_GATHER_MS : 0;
                 if (n < 0)
                     log_warn("push pass failed", "error=%s", db_error(d->db));
                 if (n <= 0)
@@ -257,7 +268,7 @@ main(void)
     ops_check(ops, "broker", bus_sub_check, bsub);
 
     bool started = bus_sub_start(bsub) == 0;
-    s_deliverer_t dv = {push, db_push, timers, m, &app, c.push.batch, 0, false};
+    s_deliverer_t dv = {push, db_push, timers, m, &app, c.push.batch, 0, false, 0};
     int64_t retry = util_mono_ms() + S_SUB_RETRY_MS, timer_due = 0, safety = 0, gauge = 0;
     log_info("creditpush started", "bind=%s ops_port=%d url=%s batch=%d", c.s.bind, ops_port(ops),
              c.credit_url, c.push.batch);
@@ -270,8 +281,10 @@ main(void)
                                                 {NULL, svc->sigfd, ZMQ_POLLIN, 0}};
         int nitems = 3 + push_pollitems(push, items + 3, S_CURL_FDS);
         int64_t now = util_mono_ms();
-        long wait =
-            service_poll_ms(svc, app.pending && push_can_start(push) ? now : timer_due, now);
+        int64_t due = timer_due;
+        if (app.pending && push_can_start(push))
+            due = dv.gather_until > now ? (dv.gather_until < due ? dv.gather_until : due) : now;
+        long wait = service_poll_ms(svc, due, now);
         if (zmq_poll(items, nitems, push_wait_ms(push, wait)) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll failed", "error=%s", zmq_strerror(zmq_errno()));
             break;
