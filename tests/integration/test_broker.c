@@ -23,6 +23,7 @@
 
 #include "ident.h"
 #include "keys.h"
+#include "tproc.h"
 #include "tsupport.h"
 #include "zsock.h"
 
@@ -48,19 +49,6 @@ s_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* An agency code (统一社会信用代码) with a valid check character. */
@@ -191,9 +179,9 @@ s_start(s_broker_t *b, const char *keys_text)
     snprintf(b->log_path, sizeof b->log_path, "%s/broker.log", dir);
     free(dir);
     s_write_keys(b, keys_text);
-    b->pub_port = s_free_port();
-    b->sub_port = s_free_port();
-    b->ops_port = s_free_port();
+    b->pub_port = tp_free_port();
+    b->sub_port = tp_free_port();
+    b->ops_port = tp_free_port();
     snprintf(b->pub_ep, sizeof b->pub_ep, "tcp://127.0.0.1:%d", b->pub_port);
     snprintf(b->sub_ep, sizeof b->sub_ep, "tcp://127.0.0.1:%d", b->sub_port);
     char bin[600], ops_port[16];
@@ -226,7 +214,7 @@ s_start(s_broker_t *b, const char *keys_text)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
         /* Its own log says it started: a 200 from the port alone could come from another
-         * process that took the port between s_free_port and the broker's bind. */
+         * process that took the port between tp_free_port and the broker's bind. */
         if (s_http_get(b->ops_port, "/healthz", body, sizeof body) == 200 &&
             s_log_has(b, "broker started", NULL)) {
             b->ctx = zmq_ctx_new();

@@ -29,6 +29,7 @@
 #include "ident.h"
 #include "keys.h"
 #include "rpc.h"
+#include "tproc.h"
 #include "tsupport.h"
 #include "zsock.h"
 
@@ -193,19 +194,6 @@ s_server_thread(void *arg)
 
 /* ---- The broker -------------------------------------------------------------------- */
 
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static bool
 s_healthy(int port)
 {
@@ -236,9 +224,9 @@ s_broker_start(fx_t *fx)
     fprintf(f, "%s svc:relay\n%s svc:sxctl\n", fx->relay.pub, fx->client.pub);
     fclose(f);
     snprintf(fx->broker_log, sizeof fx->broker_log, "%s/broker.log", fx->dir);
-    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", s_free_port());
-    fx->ops_port = s_free_port();
+    snprintf(fx->pub_ep, sizeof fx->pub_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    snprintf(fx->sub_ep, sizeof fx->sub_ep, "tcp://127.0.0.1:%d", tp_free_port());
+    fx->ops_port = tp_free_port();
     char bin[600], ops_port[16];
     snprintf(bin, sizeof bin, "%s/sx-broker", ts_env("SX_BIN"));
     snprintf(ops_port, sizeof ops_port, "%d", fx->ops_port);
