@@ -393,12 +393,7 @@ s_outcome(rpc_req_t *req, int rc, const char *id, const char *state)
     return s_reply(req, id, state);
 }
 
-/* publication.approve for every request of the turn with one UPDATE (pub_approve_many)
- * and one outbox write; a request naming a record already named earlier in the turn is
- * answered after, one at a time (it then finds the record published), and so is one that
- * published nothing (unknown record, another agency's, not a draft, or a row that moved
- * under the statement: workflow_publish tells which). Returns 0, or -1 (the turn is
- * rolled back). */
+/* Packs key and val as a msgpack string pair. */
 static void
 s_pack_kstr(msgpack_packer *pk, const char *key, const char *val)
 {
@@ -444,6 +439,12 @@ s_published_event(events_out_t *out, const char *agency, int64_t record_id, cons
     return events_out_add_packed(out, "published", agency, &sb);
 }
 
+/* publication.approve for every request of the turn with one UPDATE (pub_approve_many)
+ * and one outbox write; a request naming a record already named earlier in the turn is
+ * answered after, one at a time (it then finds the record published), and so is one that
+ * published nothing (unknown record, another agency's, not a draft, or a row that moved
+ * under the statement: workflow_publish tells which). Returns 0, or -1 (the turn is
+ * rolled back). */
 static int
 s_approve(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 {
