@@ -327,7 +327,8 @@ typedef struct {
     bool dirty;
     /* new values for the update (set = changed by the batch) */
     bool set_decision, set_served, set_executed, set_closed, set_revoked;
-    int item; /* the item that set the op's columns (index into the items) */
+    bool set_met; /* the statutory deadline is met on the item's date */
+    int item;     /* the item that set the op's columns (index into the items) */
 } s_case_t;
 
 typedef struct {
@@ -685,23 +686,23 @@ static const char s_update_sql[] =
     " execute_method = coalesce(u.em, c.execute_method),"
     " closed_on = coalesce(u.con, c.closed_on), close_note = coalesce(u.cn, c.close_note),"
     " revoke_kind = coalesce(u.rk, c.revoke_kind), revoke_reason = coalesce(u.rr, c.revoke_reason),"
-    " revoked_on = coalesce(u.ron, c.revoked_on)"
+    " revoked_on = coalesce(u.ron, c.revoked_on), met_on = coalesce(c.met_on, u.met)"
     " FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::int4[], $6::text[],"
     "             $7::date[], $8::date[], $9::text[], $10::date[], $11::text[], $12::date[],"
-    "             $13::text[], $14::text[], $15::text[], $16::date[])"
-    "      AS u(id, state, pv, rc, dv, dno, ddate, son, sm, eon, em, con, cn, rk, rr, ron)"
+    "             $13::text[], $14::text[], $15::text[], $16::date[], $17::date[])"
+    "      AS u(id, state, pv, rc, dv, dno, ddate, son, sm, eon, em, con, cn, rk, rr, ron, met)"
     " CROSS JOIN LATERAL (SELECT c0.ctid AS t FROM intake.cases c0 WHERE c0.id = u.id LIMIT 1) k"
     " WHERE c.ctid = k.t";
 
 static int
 s_update_cases(db_t *db, s_batch_t *b)
 {
-    static const uint32_t oids[16] = {PGARRAY_INT8, PGARRAY_TEXT, PGARRAY_INT4, PGARRAY_INT4,
-                                      PGARRAY_INT4, PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_DATE,
-                                      PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_TEXT, PGARRAY_DATE,
-                                      PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_DATE};
+    static const uint32_t oids[17] = {
+        PGARRAY_INT8, PGARRAY_TEXT, PGARRAY_INT4, PGARRAY_INT4, PGARRAY_INT4, PGARRAY_TEXT,
+        PGARRAY_DATE, PGARRAY_DATE, PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_TEXT, PGARRAY_DATE,
+        PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_TEXT, PGARRAY_DATE, PGARRAY_DATE};
     s_params_t p = {0};
-    s_params_begin(&p, oids, 16);
+    s_params_begin(&p, oids, 17);
     size_t count = 0;
     for (size_t j = 0; j < b->ncases; j++) {
         s_case_t *c = &b->cases[j];
@@ -755,6 +756,10 @@ s_update_cases(db_t *db, s_batch_t *b)
             pgarray_null(&p.a[14]);
             pgarray_null(&p.a[15]);
         }
+        if (c->set_met)
+            pgarray_date(&p.a[16], it->date);
+        else
+            pgarray_null(&p.a[16]);
     }
     if (count == 0) {
         s_params_free(&p);
@@ -940,32 +945,25 @@ static const char s_matters_sql[] =
     " WHERE m.active AND (m.agency, m.code) IN (SELECT k.a::char(18), k.c"
     "                                           FROM unnest($1::text[], $2::text[]) AS k(a, c))";
 
-/* Inserts the cases whose number is free, ids from the table's sequence in batch order,
- * and their deadlines; returns (id, agency, case_no) of the inserted ones. */
+/* Inserts the cases whose number is free, with their statutory deadlines, ids from the
+ * table's sequence in batch order; returns (id, agency, case_no) of the inserted ones. */
 static const char s_open_sql[] =
-    "WITH ins AS ("
-    " INSERT INTO intake.cases (agency, case_no, type, matter_code, matter_version, state,"
+    "INSERT INTO intake.cases (agency, case_no, type, matter_code, matter_version, state,"
     "   party_kind, party_name, party_id_type, party_id_no, summary, on_site, act_date,"
-    "   officers, opened_on, opened_by)"
+    "   officers, opened_on, opened_by, due, warn_on, due_uncovered)"
     " SELECT u.agency::char(18), u.case_no, u.type, u.matter_code, u.mv, 'open', u.pk,"
     "   u.pn, u.pt, u.pi, u.summary, u.on_site, u.act_date, string_to_array(u.officers, E'\\x1f'),"
-    "   u.opened_on, u.opener"
+    "   u.opened_on, u.opener, u.due, u.warn, u.unc"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],"
     "   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::date[],"
-    "   $13::text[], $14::date[], $15::text[])"
+    "   $13::text[], $14::date[], $15::text[], $16::date[], $17::date[], $18::bool[])"
     "   WITH ORDINALITY AS u(agency, case_no, type, matter_code, mv, pk, pn, pt, pi, summary,"
-    "                        on_site, act_date, officers, opened_on, opener, i)"
+    "                        on_site, act_date, officers, opened_on, opener, due, warn, unc, i)"
     " LEFT JOIN LATERAL (SELECT 1 AS taken FROM intake.cases c"
     "   WHERE c.agency = u.agency::char(18) AND c.case_no = u.case_no LIMIT 1) x ON true"
     " WHERE x.taken IS NULL"
     " ORDER BY u.i"
-    " RETURNING id, agency, case_no),"
-    " dl AS (INSERT INTO intake.case_deadline (case_id, agency, due, warn_on, uncovered)"
-    "  SELECT ins.id, ins.agency, d.due, d.warn, d.unc FROM ins"
-    "  JOIN unnest($1::text[], $2::text[], $16::date[], $17::date[], $18::bool[])"
-    "    AS d(agency, case_no, due, warn, unc)"
-    "    ON d.agency::char(18) = ins.agency AND d.case_no = ins.case_no)"
-    " SELECT id, agency, case_no FROM ins";
+    " RETURNING id, agency, case_no";
 
 /* An item's (agency, case_no), for finding repeats within a batch. */
 typedef struct {
@@ -1146,7 +1144,7 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
     }
     /* Once per batch, not per case: under load a line per case.open cost the write path
      * more than the rest of its logging and flooded the log. The case's flag is in its
-     * case.opened event and in case_deadline.uncovered. */
+     * case.opened event and in cases.due_uncovered. */
     if (nuncovered > 0) {
         char d[11];
         log_warn("deadline counted beyond the working-day calendar", "cases=%zu case_no=%s due=%s",
@@ -1820,6 +1818,7 @@ s_decide_effect(s_batch_t *b, s_item_t *it, s_case_t *c, msgpack_packer *pk)
     int row = it->gi;
     c->decided_version = c->proposal_version;
     c->set_decision = true;
+    c->set_met = true; /* the statutory deadline is met by the decision */
     c->item = (int)(it - b->items);
     snprintf(c->decision_no, sizeof c->decision_no, "%s", it->decision_no);
     it->version = c->decided_version;
@@ -1844,76 +1843,6 @@ s_decide_reply(msgpack_packer *pk, s_batch_t *b, s_item_t *it)
     s_kcstr(pk, "decision_no", it->decision_no);
 }
 
-/* The statutory deadline is met when the decision (or the inspection result) is made. */
-static const char s_deadline_met_sql[] =
-    "UPDATE intake.case_deadline d SET met_on = u.day"
-    " FROM unnest($1::int8[], $2::date[]) AS u(id, day)"
-    " CROSS JOIN LATERAL (SELECT d0.ctid AS t FROM intake.case_deadline d0"
-    "                     WHERE d0.case_id = u.id AND d0.met_on IS NULL LIMIT 1) k"
-    " WHERE d.ctid = k.t AND d.met_on IS NULL"
-    " RETURNING d.case_id";
-
-static int
-s_deadline_met(db_t *db, s_batch_t *b)
-{
-    s_params_t p = {0};
-    static const uint32_t oids[2] = {PGARRAY_INT8, PGARRAY_DATE};
-    s_params_begin(&p, oids, 2);
-    size_t count = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        s_item_t *it = &b->items[i];
-        if (it->failed)
-            continue;
-        count++;
-        pgarray_int8(&p.a[0], b->cases[it->ci].id);
-        pgarray_date(&p.a[1], it->date);
-    }
-    /* Each pending deadline is found by an index probe and updated by ctid, whatever the
-     * statistics say ("WHERE d.case_id = u.id" cached a hash join over a sequential scan
-     * while the table was young). The row is not locked beforehand: deadlines.c may update
-     * it (warned_at, overdue_at) meanwhile, and then this statement skips it (its ctid
-     * changed). So the ids not returned are tried again (at most twice), in a new statement
-     * that sees the row's new version; an id with no pending deadline is simply not
-     * returned again, and the same ids missed twice end it. */
-    bool *met = count ? calloc(b->n, sizeof *met) : NULL;
-    if (count && !met) {
-        s_params_free(&p);
-        return -1;
-    }
-    size_t tried = count;
-    for (int attempt = 0; tried > 0 && attempt < 3; attempt++) {
-        PGresult *r = s_params_exec(db, &p, "case_deadline_met", s_deadline_met_sql, 0);
-        s_params_free(&p);
-        if (!r) {
-            free(met);
-            return -1;
-        }
-        s_params_begin(&p, oids, 2);
-        size_t missed = 0;
-        int rows = PQntuples(r);
-        for (size_t i = 0; i < b->n; i++) {
-            s_item_t *it = &b->items[i];
-            if (it->failed || met[i])
-                continue;
-            int64_t id = b->cases[it->ci].id;
-            for (int j = 0; j < rows && !met[i]; j++)
-                met[i] = strtoll(PQgetvalue(r, j, 0), NULL, 10) == id;
-            if (!met[i]) {
-                pgarray_int8(&p.a[0], id);
-                pgarray_date(&p.a[1], it->date);
-                missed++;
-            }
-        }
-        PQclear(r);
-        if (attempt > 0 && missed == tried)
-            break;
-        tried = missed;
-    }
-    free(met);
-    s_params_free(&p);
-    return 0;
-}
-
 static const char *const s_decide_keys[] = {"case_id", "case_no", "decision_no", "decision_date",
                                             NULL};
 static const s_opdef_t s_decide_def = {CO_DECIDE,       "case.decided",
@@ -1921,7 +1850,7 @@ static const s_opdef_t s_decide_def = {CO_DECIDE,       "case.decided",
                                        s_decide_read,   s_decide_before,
                                        s_decide_check,  11,
                                        s_decide_effect, 2,
-                                       s_decide_reply,  s_deadline_met};
+                                       s_decide_reply,  NULL};
 
 /* ---- case.serve, case.execute, case.close, case.revoke ------------------------------- */
 
@@ -2051,7 +1980,8 @@ s_result_read(s_batch_t *b, s_item_t *it, const evmsg_map_t *body, evmsg_err_t *
 static void
 s_result_effect(s_batch_t *b, s_item_t *it, s_case_t *c, msgpack_packer *pk)
 {
-    (void)b, (void)c;
+    c->set_met = true; /* an inspection's deadline is met by its result */
+    c->item = (int)(it - b->items);
     s_kdate(pk, "result_date", it->date);
     s_ks(pk, "subject", it->subject);
     s_kcstr(pk, "result", s_results[it->result]);
@@ -2093,7 +2023,7 @@ s_result_write(db_t *db, s_batch_t *b)
     if (count && !r)
         return -1;
     PQclear(r);
-    return s_deadline_met(db, b);
+    return 0;
 }
 
 static const char *const s_result_keys[] = {"case_id", "case_no",  "result_date", "subject",
@@ -2157,7 +2087,7 @@ s_result(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
 
 #define S_D(x) "(" x " - date '1970-01-01')"
 
-/* Each case, deadline and inspection result is an index probe (LATERAL ... LIMIT 1),
+/* Each case (with its deadline) and inspection result is an index probe (LATERAL ... LIMIT 1),
  * whatever the statistics say. */
 /* clang-format off */
 static const char s_get_sql[] =
@@ -2167,7 +2097,7 @@ static const char s_get_sql[] =
     " " S_D("c.served_on") ", c.serve_method, " S_D("c.executed_on") ", c.execute_method,"
     " " S_D("c.closed_on") ", c.close_note, c.revoke_kind, c.revoke_reason,"
     " " S_D("c.revoked_on") ","
-    " " S_D("d.due") ", " S_D("d.warn_on") ", " S_D("d.met_on") ", d.uncovered,"
+    " " S_D("c.due") ", " S_D("c.warn_on") ", " S_D("c.met_on") ", c.due_uncovered,"
     " " S_D("ir.result_date") ", ir.subject, ir.result, ir.problems, ir.handled,"
     " (SELECT count(*) FILTER (WHERE r.stage = 'start') || ',' ||"
     "         count(*) FILTER (WHERE r.stage = 'investigation') || ',' ||"
@@ -2176,8 +2106,6 @@ static const char s_get_sql[] =
     "    FROM intake.case_record r WHERE r.case_id = c.id)"
     " FROM unnest($1::int8[]) AS k(id)"
     " CROSS JOIN LATERAL (SELECT c0.* FROM intake.cases c0 WHERE c0.id = k.id LIMIT 1) c"
-    " LEFT JOIN LATERAL (SELECT d0.* FROM intake.case_deadline d0 WHERE d0.case_id = c.id"
-    "                    LIMIT 1) d ON true"
     " LEFT JOIN LATERAL (SELECT ir0.* FROM intake.inspection_result ir0"
     "                    WHERE ir0.case_id = c.id LIMIT 1) ir ON true";
 /* clang-format on */

@@ -61,32 +61,29 @@ s_count(_Atomic uint64_t *n, ops_metric_t *m, uint64_t by)
     ops_add(m, by);
 }
 
-/* The case's deadline row (002_cases.sql, case_deadline: due and warn_on computed at
- * case.open, met_on set by the decision) and the case it belongs to. */
+/* The case's deadline (007_deadline_in_case.sql: due and warn_on computed at case.open,
+ * met_on set by the decision). The pending ones are read through cases_deadline_pending. */
 static int
 s_prepare(deadlines_t *self)
 {
     static const char *const stmts[][3] = {
         {"dl_pending",
-         "SELECT case_id, to_char(due, 'YYYY-MM-DD'), to_char(warn_on, 'YYYY-MM-DD')"
-         " FROM intake.case_deadline WHERE case_id > $1 AND met_on IS NULL"
-         " ORDER BY case_id LIMIT $2",
+         "SELECT id, to_char(due, 'YYYY-MM-DD'), to_char(warn_on, 'YYYY-MM-DD')"
+         " FROM intake.cases WHERE id > $1 AND met_on IS NULL"
+         " ORDER BY id LIMIT $2",
          "2"},
-        {"dl_max", "SELECT coalesce(max(case_id), 0) FROM intake.case_deadline", "0"},
+        {"dl_max", "SELECT coalesce(max(id), 0) FROM intake.cases", "0"},
         {"dl_case",
-         "SELECT d.agency, d.met_on IS NULL AND c.state IN ('open', 'proposed'),"
-         " to_char(d.due, 'YYYY-MM-DD'), c.type, c.matter_code, c.case_no,"
-         " to_char(d.warn_on, 'YYYY-MM-DD')"
-         " FROM intake.case_deadline d JOIN intake.cases c ON c.id = d.case_id"
-         " WHERE d.case_id = $1 FOR SHARE OF d",
+         "SELECT agency, met_on IS NULL AND state IN ('open', 'proposed'),"
+         " to_char(due, 'YYYY-MM-DD'), type, matter_code, case_no, to_char(warn_on, 'YYYY-MM-DD')"
+         " FROM intake.cases WHERE id = $1 FOR SHARE",
          "1"},
         {"dl_mark",
          "INSERT INTO intake.deadline_event (case_id, kind, deadline)"
          " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING case_id",
          "3"},
-        {"dl_warned", "UPDATE intake.case_deadline SET warned_at = now() WHERE case_id = $1", "1"},
-        {"dl_overdue", "UPDATE intake.case_deadline SET overdue_at = now() WHERE case_id = $1",
-         "1"},
+        {"dl_warned", "UPDATE intake.cases SET warned_at = now() WHERE id = $1", "1"},
+        {"dl_overdue", "UPDATE intake.cases SET overdue_at = now() WHERE id = $1", "1"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         if (db_prepare(self->db, stmts[i][0], stmts[i][1], atoi(stmts[i][2])) < 0)

@@ -2,8 +2,8 @@
  * the events that say it is near or past.
  *
  * The limit itself is the matter's (行政执法事项清单: time_limit and its unit), turned by
- * case_ops at case.open into the case's row of intake.case_deadline (due, and warn_on =
- * due minus 3 working days, CASE_WARN_WORKDAYS; e.g. licence: 20 working days from
+ * case_ops at case.open into the deadline columns of the case's row in intake.cases (due,
+ * and warn_on = due minus 3 working days, CASE_WARN_WORKDAYS; e.g. licence: 20 working days from
  * acceptance, 行政许可法 art. 42, extendable; penalty: 90 days from filing, 行政处罚法
  * art. 60); met_on is set when the decision is made. This module follows those rows:
  *
@@ -13,7 +13,7 @@
  *             passed: case.deadline.overdue.<agency>
  *
  * Timers live in Redis (common/timer, kinds "warning" and "overdue", key the case id);
- * Postgres is the truth. A firing reads the deadline row FOR SHARE in a transaction (so a
+ * Postgres is the truth. A firing reads the case's row FOR SHARE in a transaction (so a
  * decision being committed waits or is seen): when it is still pending (met_on NULL,
  * the case open or proposed) and the timer's moment has come for the dates the row holds
  * now (an extension moves them: the timer is armed again for the new moment instead), it

@@ -287,7 +287,6 @@ s_assert_whole(fx_t *fx)
     assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.rpc_reply WHERE op = 'case.open'"
                                  " AND ok"),
                      cases);
-    assert_int_equal(s_count(fx, "SELECT count(*) FROM intake.case_deadline"), cases);
     s_assert_events_match_cases(fx);
 }
 

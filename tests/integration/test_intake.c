@@ -509,8 +509,8 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
     /* The limit ran out yesterday: make the overdue timer due now, twice over. */
     char sql[512];
     snprintf(sql, sizeof sql,
-             "UPDATE intake.case_deadline SET due = current_date - 1, warn_on = current_date - 5"
-             " WHERE case_id = %" PRId64,
+             "UPDATE intake.cases SET due = current_date - 1, warn_on = current_date - 5"
+             " WHERE id = %" PRId64,
              id);
     tp_pg_exec(fx->w.pg, sql);
     redisContext *rc = redisConnect("127.0.0.1", atoi(strrchr(ts_env("SX_REDIS_URL"), ':') + 1));
@@ -529,8 +529,8 @@ test_deadline_fires_once_and_rearms_after_flush(void **state)
                                          " 'overdue'"),
                      1);
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM intake.case_deadline WHERE overdue_at IS NOT NULL AND"
-             " case_id = %" PRId64,
+             "SELECT count(*) FROM intake.cases WHERE overdue_at IS NOT NULL AND"
+             " id = %" PRId64,
              id);
     assert_int_equal(tp_pg_num(fx->w.pg, sql), 1);
     /* No warning after the deadline has passed. */

@@ -515,13 +515,13 @@ test_open_computes_deadline_and_emits(void **state)
 
     char b[128], sql[256];
     snprintf(sql, sizeof sql,
-             "SELECT due || '/' || warn_on || '/' || uncovered FROM intake.case_deadline"
-             " WHERE case_id = %" PRId64,
+             "SELECT due || '/' || warn_on || '/' || due_uncovered FROM intake.cases"
+             " WHERE id = %" PRId64,
              id);
     assert_string_equal(s_one(fx->chk, sql, b, sizeof b), "2019-10-12/2019-10-09/false");
     /* A penalty counted in calendar days: 90 days from 2019-09-27. */
     int64_t pid = s_open(fx, "PEN-2019-1", "PEN-1", "2019-09-27");
-    snprintf(sql, sizeof sql, "SELECT due FROM intake.case_deadline WHERE case_id = %" PRId64, pid);
+    snprintf(sql, sizeof sql, "SELECT due FROM intake.cases WHERE id = %" PRId64, pid);
     assert_string_equal(s_one(fx->chk, sql, b, sizeof b), "2019-12-26");
     snprintf(sql, sizeof sql,
              "SELECT type || '/' || state || '/' || matter_version || '/' || array_to_string("
@@ -661,7 +661,7 @@ test_open_refusals(void **state)
     json_decref(jb);
     /* Nothing but the three good cases was written. */
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases"), 3);
-    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.case_deadline"), 3);
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases WHERE met_on IS NULL"), 3);
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.outbox"), 3);
 }
 
@@ -1058,7 +1058,7 @@ test_case_no_repeated_in_one_batch(void **state)
     assert_string_equal(got[3], "ok");
     assert_string_equal(got[4], "case_exists");
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases"), 3);
-    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.case_deadline"), 3);
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases WHERE met_on IS NULL"), 3);
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.outbox"), 3);
 }
 
@@ -1278,7 +1278,8 @@ test_batch_of_300_opens(void **state)
     rpc_stats_t after = rpc_server_stats(fx->srv);
     s_resume(fx);
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases"), 300);
-    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.case_deadline"), 300);
+    assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.cases WHERE met_on IS NULL"),
+                     300);
     assert_int_equal(s_count(fx->chk, "SELECT count(*) FROM intake.outbox WHERE topic LIKE "
                                       "'case.opened.%'"),
                      300);
@@ -1331,9 +1332,9 @@ test_deadline_rules(void **state)
     assert_false(decision_gate_allows(GATE_PENDING));
 }
 
-/* case.decide sets the deadline's met_on by ctid; when the deadline timers (deadlines.c)
- * update the row (warned_at) while case.decide waits for it, its ctid moves and the ids
- * the update missed are tried again: met_on is still set. */
+/* case.decide meets the deadline in the case's own update. When the deadline timers
+ * (deadlines.c) hold the case's row (a warning being emitted: warned_at) as case.decide
+ * comes, case.decide waits for them, then sets met_on and keeps warned_at. */
 typedef struct {
     db_t *chk, *blocker;
     char pid[16];
@@ -1362,7 +1363,7 @@ s_commit_when_waited_on(void *arg)
 }
 
 static void
-test_deadline_met_when_row_moved(void **state)
+test_deadline_met_after_warning(void **state)
 {
     fx_t *fx = *state;
     int64_t id = s_open(fx, "MOVED-1", "PEN-1", "2019-09-27");
@@ -1374,8 +1375,7 @@ test_deadline_met_when_row_moved(void **state)
     assert_int_equal(db_connect(bl.blocker, 5000), 0);
     s_one(bl.blocker, "SELECT pg_backend_pid()", bl.pid, sizeof bl.pid);
     char sql[200];
-    snprintf(sql, sizeof sql,
-             "UPDATE intake.case_deadline SET warned_at = now() WHERE case_id = %" PRId64, id);
+    snprintf(sql, sizeof sql, "UPDATE intake.cases SET warned_at = now() WHERE id = %" PRId64, id);
     s_sql(bl.blocker, "BEGIN");
     s_sql(bl.blocker, sql);
     pthread_t t;
@@ -1385,13 +1385,13 @@ test_deadline_met_when_row_moved(void **state)
              "\"decision_date\": \"2019-10-20\"}",
              id);
     pthread_join(t, NULL);
-    assert_true(bl.waited); /* case.decide did wait for the moved row */
+    assert_true(bl.waited); /* case.decide did wait for the deadline's transaction */
     assert_string_equal(s_jstr(j, "state"), "decided");
     json_decref(j);
     char b[64];
     snprintf(sql, sizeof sql,
-             "SELECT met_on || '/' || (warned_at IS NOT NULL) FROM intake.case_deadline"
-             " WHERE case_id = %" PRId64,
+             "SELECT met_on || '/' || (warned_at IS NOT NULL) FROM intake.cases"
+             " WHERE id = %" PRId64,
              id);
     assert_string_equal(s_one(fx->chk, sql, b, sizeof b), "2019-10-20/true");
     db_destroy(&bl.blocker);
@@ -1415,7 +1415,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_same_case_in_one_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_since, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_of_300_opens, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_deadline_met_when_row_moved, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_met_after_warning, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
