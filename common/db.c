@@ -34,6 +34,7 @@ typedef struct {
 struct db {
     char *conninfo;           /* as given; may hold the password, so never logged */
     char *appname;            /* application_name, or NULL */
+    char *options;            /* db_set_options: the server options beyond jit=off, or NULL */
     char target[256];         /* user@host:port/db, for logs and errors */
     PGconn *conn;             /* NULL until the first successful connect */
     uint64_t conn_id;         /* connections made so far */
@@ -263,6 +264,7 @@ db_destroy(db_t **self_p)
         free(self->stmts);
         free(self->conninfo);
         free(self->appname);
+        free(self->options);
         free(self);
         *self_p = NULL;
     }
@@ -276,6 +278,7 @@ static PGconn *
 s_try_connect(db_t *self, int64_t deadline, char *reason, size_t size)
 {
     const char *kw[5], *val[5];
+    char options[512];
     int n = 0;
     kw[n] = "dbname", val[n++] = self->conninfo;
     kw[n] = "client_encoding", val[n++] = "UTF8";
@@ -283,8 +286,11 @@ s_try_connect(db_t *self, int64_t deadline, char *reason, size_t size)
      * statistics (a young bus_head, say) crossed jit_above_cost and spent ~0.3 s
      * compiling a statement that runs in a millisecond. An "options" of the caller's
      * own is kept as it is. */
-    if (!strstr(self->conninfo, "options"))
-        kw[n] = "options", val[n++] = "-c jit=off";
+    if (!strstr(self->conninfo, "options")) {
+        snprintf(options, sizeof options, "-c jit=off%s%s", self->options ? " " : "",
+                 self->options ? self->options : "");
+        kw[n] = "options", val[n++] = options;
+    }
     if (self->appname)
         kw[n] = "application_name", val[n++] = self->appname;
     kw[n] = NULL, val[n] = NULL;
@@ -457,6 +463,20 @@ s_ready(db_t *self)
     if (self->conn && !self->lost && PQstatus(self->conn) == CONNECTION_OK)
         return 0;
     return s_connect(self, self->reconnect_wait_ms);
+}
+
+int
+db_set_options(db_t *self, const char *pg_options)
+{
+    assert(self && pg_options);
+    if (strlen(pg_options) > 400)
+        return -1;
+    char *o = strdup(pg_options);
+    if (!o)
+        return -1;
+    free(self->options);
+    self->options = o;
+    return 0;
 }
 
 int

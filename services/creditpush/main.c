@@ -232,8 +232,14 @@ main(void)
         goto done;
     if (!(db_rpc = db_open(c.s.pg_url, "sx-creditpush", 30000)) ||
         !(db_sub = db_open(c.s.pg_url, "sx-creditpush-publication", 30000)) ||
-        !(db_push = db_open(c.s.pg_url, "sx-creditpush-deliver", 30000)))
+        !(db_push = db_new(c.s.pg_url, "sx-creditpush-deliver")) ||
+        db_set_options(db_push, QUEUE_PICK_PG_OPTIONS) < 0)
         goto done;
+    if (db_connect(db_push, 30000) < 0) {
+        log_error("postgres not reachable", "conn=%s error=%s", "sx-creditpush-deliver",
+                  db_error(db_push));
+        goto done;
+    }
     if (service_migrate(db_rpc, CP_SCHEMA, c.s.schemas, "creditpush") < 0)
         goto done;
     if (queue_prepare(db_sub) < 0 || queue_prepare(db_push) < 0 || opsrpc_prepare(db_rpc) < 0) {

@@ -51,6 +51,15 @@ int queue_handle(db_t *tx, const bus_event_t *events, int n, void *arg);
 /* bus_handler_fn for one event (the same rules); for bus_sub_new. */
 int queue_handle_one(db_t *tx, const bus_event_t *ev, void *arg, char *why, size_t whylen);
 
+/* The server options the connection that picks needs (db_set_options, before it
+ * connects). The pick must walk item_queued in (priority, id) order and stop after max
+ * items. A bitmap scan reads every queued item and sorts them all instead, and the
+ * generic plan, costed while few items were queued, keeps doing so when a backlog
+ * builds: each pick then costs the whole queue, the deliverer falls further behind, and
+ * the backlog grows (bench-pipeline: creditpush's lag climbed to 22 s in a 60 s run).
+ * Without bitmap scans the planner's choice is the ordered walk. */
+#define QUEUE_PICK_PG_OPTIONS "-c enable_bitmapscan=off"
+
 /* Picks at most max (<= 1000) queued items that are due, other than the nskip ids in
  * skip (the batches in flight): key domains first, then oldest; a withdrawal or repair
  * only once the record it changes was sent. Fills out; returns the count or -1. Free
