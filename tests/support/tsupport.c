@@ -164,3 +164,12 @@ ts_mkdtemp(const char *prefix)
         fail_msg("mkdtemp %s: %s", path, strerror(errno));
     return path;
 }
+
+void
+ts_sql(db_t *db, const char *sql)
+{
+    PGresult *r = db_query(db, sql, 0, NULL);
+    if (!r)
+        fail_msg("%s: %s", sql, db_error(db));
+    PQclear(r);
+}

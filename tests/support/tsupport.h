@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "db.h"
+
 /* The value of an environment variable the harness must have set; fails the test
  * (cmocka's fail_msg) when it is missing, so a test never silently runs without servers. */
 const char *ts_env(const char *name);
@@ -13,6 +15,10 @@ const char *ts_env(const char *name);
 /* Creates a fresh, empty database on the harness's PostgreSQL, named after prefix and a
  * counter, and returns a libpq connection string for it (malloc'ed: the caller frees it). */
 char *ts_fresh_db(const char *prefix);
+
+/* Runs one SQL statement without parameters on db and discards its result; fails the
+ * test with the statement and the database's reason when it fails. */
+void ts_sql(db_t *db, const char *sql);
 
 /* Runs a command line (argv, NULL-terminated) with optional stdin text and captures
  * stdout and stderr into the caller's buffers (NUL-terminated, truncated to size).

@@ -16,15 +16,6 @@
 #include "db.h"
 #include "tsupport.h"
 
-static void
-s_sql(db_t *db, const char *sql)
-{
-    PGresult *r = db_query(db, sql, 0, NULL);
-    if (!r)
-        fail_msg("%s: %s", sql, db_error(db));
-    PQclear(r);
-}
-
 static const char *
 s_one(db_t *db, const char *sql, char *buf, size_t size)
 {
@@ -69,7 +60,7 @@ s_items(db_t *db, int n, const char *st)
              " creditpush.item), (SELECT coalesce(max(record_id), 0) + %d FROM creditpush.item))"
              " AS r",
              st, n);
-    s_sql(db, sql);
+    ts_sql(db, sql);
 }
 
 /* Statistics taken while nearly every item was sent, then a backlog of 30,000 queued:
@@ -97,7 +88,7 @@ test_pick_walks_the_queue_in_order(void **state)
 
     s_items(plain, 20000, "sent");
     s_items(plain, 5, "queued");
-    s_sql(plain, "ANALYZE creditpush.item");
+    ts_sql(plain, "ANALYZE creditpush.item");
     s_items(plain, 30000, "queued");
     assert_int_equal(queue_prepare(deliver), 0);
     assert_int_equal(queue_prepare(plain), 0);
@@ -129,8 +120,8 @@ test_pick_walks_the_queue_in_order(void **state)
     char b[16];
     assert_string_equal(s_one(deliver, "SHOW enable_bitmapscan", b, sizeof b), "off");
     assert_string_equal(s_one(plain, "SHOW enable_bitmapscan", b, sizeof b), "on");
-    s_sql(plain, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                 " WHERE application_name = 'cp-test-deliver'");
+    ts_sql(plain, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE application_name = 'cp-test-deliver'");
     PGresult *r = db_query(deliver, "SELECT 1", 0, NULL); /* finds the connection gone */
     PQclear(r);
     assert_int_equal(db_connect(deliver, 5000), 0);

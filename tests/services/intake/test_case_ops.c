@@ -88,15 +88,6 @@ s_resume(fx_t *fx)
 
 /* ---- SQL helpers -------------------------------------------------------------------- */
 
-static void
-s_sql(db_t *db, const char *sql)
-{
-    PGresult *r = db_query(db, sql, 0, NULL);
-    if (!r)
-        fail_msg("%s: %s", sql, db_error(db));
-    PQclear(r);
-}
-
 /* The first column of the first row as text (static buffer per call site is avoided:
  * the caller's). */
 static char *
@@ -137,7 +128,7 @@ s_registry(fx_t *fx)
              " ('%s', '市场监管局', 'city', '市场监管', '张局长', '局长', 1, 'test'),"
              " ('%s', '生态环境局', 'city', '生态环境', '李局长', '局长', 1, 'test')",
              fx->code_a, fx->code_b);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO intake.officer (agency, cert_no, name, valid_from, valid_to, area,"
              " active, version, updated_by) VALUES"
@@ -147,7 +138,7 @@ s_registry(fx_t *fx)
              " ('%1$s', 'A004', '王四', '2015-01-01', '2030-12-31', '全市', false, 1, 't'),"
              " ('%2$s', 'B001', '赵一', '2015-01-01', '2030-12-31', '全市', true, 1, 't')",
              fx->code_a, fx->code_b);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO intake.matter (agency, code, name, type, legal_basis, accepting_body,"
              " approving_body, conditions, time_limit, time_limit_unit, guide, active, version,"
@@ -163,7 +154,7 @@ s_registry(fx_t *fx)
              " ('%2$s', 'PEN-B', '环境处罚', 'penalty', '环境保护法', '科', '局', '-', 90,"
              "  'day', '-', true, 1, 't')",
              fx->code_a, fx->code_b);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     /* Review catalogue: penalties of 1 万元 or more (fine + confiscation). */
     snprintf(sql, sizeof sql,
              "INSERT INTO intake.review_rule (agency, id, description, case_type,"
@@ -828,15 +819,15 @@ test_decision_gate(void **state)
              "INSERT INTO intake.review_verdict (case_id, proposal_version, agency, verdict, at)"
              " VALUES (%" PRId64 ", 1, '%s', 'approved', now())",
              id, fx->code_b);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     s_err(fx->ca, "case.decide", "g-d1b", "review_pending", "", NULL, 0, dec, id, 1);
-    s_sql(fx->chk, "DELETE FROM intake.review_verdict");
+    ts_sql(fx->chk, "DELETE FROM intake.review_verdict");
     /* Approved v1; then a new version v2 before deciding: v2 needs its own approval. */
     snprintf(sql, sizeof sql,
              "INSERT INTO intake.review_verdict (case_id, proposal_version, agency, verdict,"
              " opinion, at) VALUES (%" PRId64 ", 1, '%s', 'approved', '同意', now())",
              id, fx->code_a);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     j = s_ok(fx->ca, "case.propose", "g-p2", prop, id, "0.8");
     assert_int_equal(s_jint(j, "version"), 2);
     json_decref(j);
@@ -847,7 +838,7 @@ test_decision_gate(void **state)
              "INSERT INTO intake.review_verdict (case_id, proposal_version, agency, verdict,"
              " opinion, at) VALUES (%" PRId64 ", 2, '%s', 'returned', '裁量过重', now())",
              id, fx->code_a);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     s_err(fx->ca, "case.decide", "g-d3", "review_required", "", en, sizeof en, dec, id, 3);
     assert_non_null(strstr(en, "returned"));
     j = s_ok(fx->ca, "case.get", "g-get", "{\"case_id\": %" PRId64 "}", id);
@@ -864,7 +855,7 @@ test_decision_gate(void **state)
              "INSERT INTO intake.review_verdict (case_id, proposal_version, agency, verdict, at)"
              " VALUES (%" PRId64 ", 3, '%s', 'approved', now())",
              id, fx->code_a);
-    s_sql(fx->chk, sql);
+    ts_sql(fx->chk, sql);
     j = s_ok(fx->ca, "case.decide", "g-d5", dec, id, 5);
     assert_int_equal(s_jint(j, "version"), 3);
     json_decref(j);
@@ -1376,8 +1367,8 @@ test_deadline_met_after_warning(void **state)
     s_one(bl.blocker, "SELECT pg_backend_pid()", bl.pid, sizeof bl.pid);
     char sql[200];
     snprintf(sql, sizeof sql, "UPDATE intake.cases SET warned_at = now() WHERE id = %" PRId64, id);
-    s_sql(bl.blocker, "BEGIN");
-    s_sql(bl.blocker, sql);
+    ts_sql(bl.blocker, "BEGIN");
+    ts_sql(bl.blocker, sql);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, s_commit_when_waited_on, &bl), 0);
     j = s_ok(fx->ca, "case.decide", "mv-dec",
