@@ -471,6 +471,9 @@ db_set_options(db_t *self, const char *pg_options)
     assert(self && pg_options);
     if (strlen(pg_options) > 400)
         return -1;
+    if (strstr(self->conninfo, "options"))
+        log_warn("db connection string has its own options: these are not added",
+                 "conn=%s options=%s", self->appname ? self->appname : "-", pg_options);
     char *o = strdup(pg_options);
     if (!o)
         return -1;

@@ -75,7 +75,8 @@ void db_set_reconnect_wait(db_t *self, int max_wait_ms);
 /* Server options ("-c name=value ...", at most 400 bytes) for every connection made from
  * now on, beside -c jit=off; for a connection whose statements need a planner setting
  * (e.g. creditpush's deliverer, queue.h). Not applied when the connection string has
- * options of its own. Returns 0, or -1 when too long or out of memory. */
+ * options of its own (then logged at warn). Returns 0, or -1 when too long or out of
+ * memory. */
 int db_set_options(db_t *self, const char *pg_options);
 
 /* Sets statement_timeout (ms, 0 = none) for this connection and every later one.
