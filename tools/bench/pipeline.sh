@@ -18,6 +18,10 @@
 #                       decided; intake_relay: decided -> case.decided heard through the
 #                       broker; publication_draft: that event -> drafted; approval:
 #                       drafted -> published; creditpush: published -> sent)
+#   stage_lag_growth_s_per_min, rss_growth_mb_per_min
+#                       the least-squares slope of each stage's per-second max lag and of
+#                       each process's RSS over the second half of the load: near 0 when
+#                       a stage keeps up and a service's memory is flat
 #   peak_rss_mb         VmHWM per process at the end (the 64 MiB target is sanxiang's;
 #                       fake-credit stands in for the platform's database and keeps every
 #                       record it accepted, so it grows with the run by design)

@@ -263,6 +263,23 @@ s_cpu_s(pid_t pid)
 
 #define MAX_SAMPLES 1200
 
+/* The least-squares slope of y over its index (one a second), per minute, skipping
+ * negative values (no sample); 0 with fewer than 10 values. "Flat" is this near 0. */
+static double
+s_slope_per_min(const double *y, int n)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (y[i] < 0)
+            continue;
+        sx += i, sy += y[i], sxx += (double)i * i, sxy += i * y[i];
+        k++;
+    }
+    double d = k * sxx - sx * sx;
+    return k >= 10 && d > 0 ? (k * sxy - sx * sy) / d * 60.0 : 0;
+}
+
 static void
 s_sample_rss(s_load_t *L)
 {
@@ -653,6 +670,24 @@ main(int argc, char **argv)
     for (int s = 1; s < NSTAGE; s++)
         if (maxlag[s] > maxall)
             maxall = maxlag[s];
+    /* Growth over the second half of the load (the drain after it excluded): a stage that
+     * keeps up has a flat lag and a service that does not leak a flat RSS, so a slope well
+     * above 0 says one is falling behind or growing however long the run. */
+    int h0 = seconds / 2, h1 = seconds < secs ? seconds : secs;
+    double *y = calloc((size_t)(h1 > h0 ? h1 - h0 : 1), sizeof *y);
+    double lag_growth[NSTAGE] = {0}, rss_growth[NPROC] = {0};
+    for (int s = 1; s < NSTAGE && y; s++) {
+        for (int t = h0; t < h1; t++)
+            y[t - h0] = lag[t][s];
+        lag_growth[s] = s_slope_per_min(y, h1 - h0);
+    }
+    int r1 = seconds < L->nsamples ? seconds : L->nsamples;
+    for (int p = 0; p < NPROC && y && r1 > h0; p++) {
+        for (int k = h0; k < r1; k++)
+            y[k - h0] = L->rss_series[k][p] >= 0 ? L->rss_series[k][p] / 1024.0 : -1;
+        rss_growth[p] = s_slope_per_min(y, r1 - h0);
+    }
+    free(y);
 
     /* The table. */
     printf("pipeline: %d s of load, then drained; %d submitted, %d decided, %d drafted, %d "
@@ -662,19 +697,19 @@ main(int argc, char **argv)
     if (ref_tps > 0)
         printf("%-26s %12.1f   cases_per_s / pgbench = %.3f\n", "pg_single_insert_tps", ref_tps,
                cps / ref_tps);
-    printf("%-26s %12s %12s\n", "stage lag (s)", "max", "mean");
+    printf("%-26s %12s %12s %14s\n", "stage lag (s)", "max", "mean", "growth s/min");
     for (int s = 1; s < NSTAGE; s++)
-        printf("  %-24s %12.3f %12.3f\n", s_stage[s], maxlag[s],
-               nlag[s] ? sumlag[s] / nlag[s] : 0.0);
-    printf("%-26s %12s %12s %10s   (target <= 64 MiB)\n", "process", "VmHWM MiB", "max VmRSS",
-           "CPU s");
+        printf("  %-24s %12.3f %12.3f %14.3f\n", s_stage[s], maxlag[s],
+               nlag[s] ? sumlag[s] / nlag[s] : 0.0, lag_growth[s]);
+    printf("%-26s %12s %12s %10s %14s   (target <= 64 MiB)\n", "process", "VmHWM MiB",
+           "max VmRSS", "CPU s", "RSS MiB/min");
     /* The target is for sanxiang's processes; fake-credit stands in for the platform's
      * database and keeps every key it accepted (its duplicate check), so it grows with
      * the run by design. */
     for (int p = 0; p < NPROC; p++) {
         bool platform = strcmp(s_procs[p], "fake-credit") == 0;
-        printf("  %-24s %12.1f %12.1f %10.1f%s\n", s_procs[p], hwm[p] / 1024.0,
-               L->rss_peak_kb[p] / 1024.0, cpu[p],
+        printf("  %-24s %12.1f %12.1f %10.1f %14.2f%s\n", s_procs[p], hwm[p] / 1024.0,
+               L->rss_peak_kb[p] / 1024.0, cpu[p], rss_growth[p],
                platform             ? "   (the platform's stand-in: keeps every record)"
                : hwm[p] > 64 * 1024 ? "   OVER"
                                     : "");
@@ -711,6 +746,13 @@ main(int argc, char **argv)
     json_object_set_new(j, "cpu_s", cpuj);
     json_object_set_new(j, "stage_max_lag_s", sl);
     json_object_set_new(j, "stage_mean_lag_s", ml);
+    json_t *lg = json_object(), *rg = json_object();
+    for (int s = 1; s < NSTAGE; s++)
+        json_object_set_new(lg, s_stage[s], json_real(round(lag_growth[s] * 1000) / 1000));
+    for (int p = 0; p < NPROC; p++)
+        json_object_set_new(rg, s_procs[p], json_real(round(rss_growth[p] * 100) / 100));
+    json_object_set_new(j, "stage_lag_growth_s_per_min", lg);
+    json_object_set_new(j, "rss_growth_mb_per_min", rg);
     json_object_set_new(j, "peak_rss_mb", rss);
     json_object_set_new(j, "max_sampled_rss_mb", rssmax);
     if (ref_tps > 0) {
