@@ -701,8 +701,8 @@ main(int argc, char **argv)
     for (int s = 1; s < NSTAGE; s++)
         printf("  %-24s %12.3f %12.3f %14.3f\n", s_stage[s], maxlag[s],
                nlag[s] ? sumlag[s] / nlag[s] : 0.0, lag_growth[s]);
-    printf("%-26s %12s %12s %10s %14s   (target <= 64 MiB)\n", "process", "VmHWM MiB",
-           "max VmRSS", "CPU s", "RSS MiB/min");
+    printf("%-26s %12s %12s %10s %14s   (target <= 64 MiB)\n", "process", "VmHWM MiB", "max VmRSS",
+           "CPU s", "RSS MiB/min");
     /* The target is for sanxiang's processes; fake-credit stands in for the platform's
      * database and keeps every key it accepted (its duplicate check), so it grows with
      * the run by design. */
