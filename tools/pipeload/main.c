@@ -674,7 +674,8 @@ main(int argc, char **argv)
      * keeps up has a flat lag and a service that does not leak a flat RSS, so a slope well
      * above 0 says one is falling behind or growing however long the run. */
     int h0 = seconds / 2, h1 = seconds < secs ? seconds : secs;
-    double *y = calloc((size_t)(h1 > h0 ? h1 - h0 : 1), sizeof *y);
+    /* Room for either series: both end at or before the load's last second. */
+    double *y = calloc((size_t)(seconds > 0 ? seconds : 1), sizeof *y);
     double lag_growth[NSTAGE] = {0}, rss_growth[NPROC] = {0};
     for (int s = 1; s < NSTAGE && y; s++) {
         for (int t = h0; t < h1; t++)

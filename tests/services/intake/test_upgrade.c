@@ -29,10 +29,11 @@ s_rows(db_t *db, const char *sql)
     char *out = calloc(1, cap);
     assert_non_null(out);
     for (int i = 0; i < PQntuples(r); i++)
-        for (int j = 0; j < PQnfields(r); j++)
+        for (int j = 0; j < PQnfields(r); j++) {
             len += (size_t)snprintf(out + len, cap - len, "%s%s", PQgetvalue(r, i, j),
                                     j + 1 < PQnfields(r) ? "|" : "\n");
-    assert_true(len < cap);
+            assert_true(len < cap); /* before the next write, not after the overflow */
+        }
     PQclear(r);
     return out;
 }
