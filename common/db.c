@@ -594,6 +594,170 @@ db_exec_prepared(db_t *self, const char *name, int nparams, const char *const *v
         pre, name);
 }
 
+/* The main result of one query of a pipeline (its first, or its error), the rest of its
+ * results read and freed; NULL when the connection gave nothing. */
+static PGresult *
+s_pipe_result(PGconn *c)
+{
+    PGresult *keep = NULL, *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        if (!keep || PQresultStatus(r) == PGRES_FATAL_ERROR) {
+            PQclear(keep);
+            keep = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    return keep;
+}
+
+/* BEGIN (when begin), the prepared statement s, and COMMIT (when crc) in one round trip,
+ * in libpq's pipeline mode. Returns the statement's result, or NULL with the reason (a
+ * transaction left open has failed: roll it back); *crc gets COMMIT's outcome as
+ * db_commit returns it (-1 whenever the statement failed). */
+static PGresult *
+s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, const int *lengths,
+       const int *formats, int result_format, int *crc)
+{
+    PGconn *c = self->conn;
+    PGTransactionStatusType pre = PQtransactionStatus(c);
+    if (crc)
+        *crc = -1;
+    if (PQenterPipelineMode(c) != 1) {
+        s_err_result(self, NULL, "pipeline mode");
+        return NULL;
+    }
+    bool sent =
+        (!begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
+        PQsendQueryPrepared(c, s->name, s->nparams, values, lengths, formats, result_format) &&
+        (!crc || PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) && PQpipelineSync(c);
+    if (!sent) {
+        /* A part may have reached the server: the session is given up either way. */
+        s_err_result(self, NULL, crc ? "COMMIT not sent whole" : s->name);
+        self->lost = true;
+        self->lost_in_tx = !crc && (begin || pre != PQTRANS_IDLE);
+        if (crc) {
+            *crc = DB_UNKNOWN;
+            log_warn("db connection lost during COMMIT", "target=%s outcome=unknown reason=%s",
+                     self->target, self->err);
+        }
+        return NULL;
+    }
+    PGresult *out = NULL;
+    bool failed = false, refused = false; /* refused: by the server, which then skips COMMIT */
+    if (begin) {
+        PGresult *b = s_pipe_result(c);
+        if (!b || PQresultStatus(b) != PGRES_COMMAND_OK) {
+            s_err_result(self, b, "BEGIN");
+            failed = true;
+            refused = b && PQstatus(c) == CONNECTION_OK;
+        }
+        PQclear(b);
+    }
+    PGresult *r = s_pipe_result(c);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        out = r;
+    } else {
+        if (!failed && st != PGRES_PIPELINE_ABORTED)
+            s_err_result(self, r, s->name);
+        refused |= !failed && r && PQstatus(c) == CONNECTION_OK;
+        failed = true;
+        PQclear(r);
+    }
+    PGresult *cr = crc ? s_pipe_result(c) : NULL;
+    /* The Sync's result (by then a broken connection shows), then back to ordinary calls. */
+    PQclear(PQgetResult(c));
+    if (PQexitPipelineMode(c) != 1) {
+        PQclear(s_pipe_result(c));
+        PQexitPipelineMode(c);
+    }
+    bool committed = crc && !failed && cr && PQresultStatus(cr) == PGRES_COMMAND_OK &&
+                     strcmp(PQcmdStatus(cr), "COMMIT") == 0;
+    if (committed) {
+        *crc = 0;
+        if (PQstatus(c) != CONNECTION_OK)
+            self->lost = true; /* after the answer: the next call reconnects */
+    } else if (crc && PQstatus(c) != CONNECTION_OK && !refused) {
+        /* Everything was sent: COMMIT may have run before the connection broke. */
+        char m[1024];
+        s_pg_message(c, cr, m, sizeof m);
+        s_errf(self, "08007",
+               "COMMIT: the connection was lost before the answer came, so the transaction "
+               "may or may not have committed: %s",
+               m);
+        log_warn("db connection lost during COMMIT", "target=%s outcome=unknown reason=%s",
+                 self->target, m);
+        self->lost = true;
+        *crc = DB_UNKNOWN;
+    } else if (crc && !failed) {
+        if (cr && PQresultStatus(cr) == PGRES_COMMAND_OK)
+            s_errf(self, "25P02", "COMMIT: the transaction had failed and was rolled back");
+        else
+            s_err_result(self, cr, "COMMIT");
+    }
+    PQclear(cr);
+    if (!out || (crc && *crc != 0)) {
+        if (crc && *crc == DB_UNKNOWN)
+            self->lost_in_tx = false;
+        else
+            s_after_failure(self, begin ? PQTRANS_INTRANS : pre);
+    }
+    return out;
+}
+
+/* The registered statement name, prepared on the current connection, ready to run:
+ * NULL with the reason otherwise. */
+static s_stmt_t *
+s_stmt_ready(db_t *self, const char *name, int nparams)
+{
+    s_stmt_t *s = s_find(self, name);
+    if (!s) {
+        s_errf(self, "26000", "%s: no such prepared statement (db_prepare it first)", name);
+        return NULL;
+    }
+    if (nparams != s->nparams) {
+        s_errf(self, "", "%s: takes %d parameters, given %d", name, s->nparams, nparams);
+        return NULL;
+    }
+    if (s_ready(self) < 0)
+        return NULL;
+    if (s->prepared_on != self->conn_id) {
+        PGTransactionStatusType pre = PQtransactionStatus(self->conn);
+        PGresult *r =
+            s_check(self, PQprepare(self->conn, name, s->sql, s->nparams, NULL), pre, name);
+        if (!r)
+            return NULL;
+        PQclear(r);
+        s->prepared_on = self->conn_id;
+    }
+    return s;
+}
+
+PGresult *
+db_begin_exec_prepared(db_t *self, const char *name, int nparams, const char *const *values,
+                       const int *lengths, const int *formats, int result_format)
+{
+    assert(self && name);
+    const s_stmt_t *s = s_stmt_ready(self, name, nparams);
+    return s ? s_pipe(self, true, s, values, lengths, formats, result_format, NULL) : NULL;
+}
+
+int
+db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *const *values,
+                        const int *lengths, const int *formats)
+{
+    assert(self && name);
+    if (self->lost_in_tx || !db_connected(self))
+        return db_commit(self); /* refused as db_commit refuses it */
+    const s_stmt_t *s = s_stmt_ready(self, name, nparams);
+    if (!s)
+        return -1;
+    int crc;
+    PQclear(s_pipe(self, false, s, values, lengths, formats, 0, &crc));
+    return crc;
+}
+
 PGresult *
 db_query(db_t *self, const char *sql, int nparams, const char *const *values)
 {

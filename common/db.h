@@ -121,6 +121,20 @@ int db_prepare_in(db_t *self, const char *schema, const char *what, const char *
 PGresult *db_exec_prepared(db_t *self, const char *name, int nparams, const char *const *values,
                            const int *lengths, const int *formats, int result_format);
 
+/* BEGIN and then db_exec_prepared, in one round trip (libpq pipeline mode). Returns
+ * the statement's result, or NULL with the reason; a transaction it leaves open (BEGIN
+ * went through, the statement failed) is in error: db_rollback it. */
+PGresult *db_begin_exec_prepared(db_t *self, const char *name, int nparams,
+                                 const char *const *values, const int *lengths, const int *formats,
+                                 int result_format);
+
+/* db_exec_prepared (its result discarded) and then COMMIT, in one round trip. Returns as
+ * db_commit: 0 committed; -1 not committed (the statement or COMMIT failed, the reason in
+ * db_error: db_rollback the transaction); DB_UNKNOWN when the connection was lost once
+ * COMMIT may have reached the server. */
+int db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *const *values,
+                            const int *lengths, const int *formats);
+
 /* One-off parameterised SQL (a single statement) with text values (NULL = SQL NULL)
  * and text results. Returns the result (caller PQclears) or NULL with the reason. */
 PGresult *db_query(db_t *self, const char *sql, int nparams, const char *const *values);

@@ -1077,9 +1077,7 @@ s_write_tx(rpc_server_t *self, const int *idx, size_t n)
     for (size_t i = 0; i < n; i++)
         s_reset(&self->reqs[idx[i]]);
     self->stats.transactions++;
-    if (db_begin(self->db) < 0)
-        return -1;
-    /* (1) Stored replies, for all keys at once. */
+    /* (1) BEGIN and the stored replies for all keys at once, in one round trip. */
     s_buf_t *a = self->arr;
     int bad = s_array_begin(&a[0], OID_TEXT, n) | s_array_begin(&a[1], OID_TEXT, n);
     for (size_t i = 0; i < n; i++) {
@@ -1091,7 +1089,7 @@ s_write_tx(rpc_server_t *self, const int *idx, size_t n)
         goto fail;
     const char *lv[2] = {a[0].buf, a[1].buf};
     const int ll[2] = {(int)a[0].len, (int)a[1].len}, lf[2] = {1, 1};
-    PGresult *res = db_exec_prepared(self->db, self->st_lookup, 2, lv, ll, lf, 1);
+    PGresult *res = db_begin_exec_prepared(self->db, self->st_lookup, 2, lv, ll, lf, 1);
     if (!res)
         goto fail;
     for (int row = 0; row < PQntuples(res); row++) {
@@ -1122,7 +1120,8 @@ s_write_tx(rpc_server_t *self, const int *idx, size_t n)
     /* (2) The handlers. */
     if (s_run_handlers(self, idx, n, true) < 0)
         goto fail;
-    /* (3) Every new reply, in one statement. */
+    /* (3) Every new reply, in one statement, and (4) COMMIT, in one round trip. */
+    int rc;
     size_t ns = 0;
     for (size_t i = 0; i < n; i++) {
         rpc_req_t *r = &self->reqs[idx[i]];
@@ -1153,13 +1152,10 @@ s_write_tx(rpc_server_t *self, const int *idx, size_t n)
         int sl[6], sf[6];
         for (int k = 0; k < 6; k++)
             sv[k] = a[k].buf, sl[k] = (int)a[k].len, sf[k] = 1;
-        res = db_exec_prepared(self->db, self->st_store, 6, sv, sl, sf, 0);
-        if (!res)
-            goto fail;
-        PQclear(res);
+        rc = db_exec_prepared_commit(self->db, self->st_store, 6, sv, sl, sf);
+    } else {
+        rc = db_commit(self->db);
     }
-    /* (4) Commit. */
-    int rc = db_commit(self->db);
     if (rc == 0)
         self->stats.commits++;
     else if (rc != DB_UNKNOWN)

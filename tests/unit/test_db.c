@@ -634,6 +634,91 @@ s_killer(void *argp)
     return NULL;
 }
 
+/* BEGIN with the first statement, and the last statement with COMMIT, each in one round
+ * trip (pipeline mode): the same outcomes as the separate calls. */
+static void
+test_pipelined_begin_and_commit(void **state)
+{
+    (void)state;
+    char *url = ts_fresh_db("db");
+    db_t *db = s_db(url);
+    PGconn *o = s_other(url);
+    assert_int_equal(db_command(db, "CREATE TABLE t (id int PRIMARY KEY)"), 0);
+    assert_int_equal(db_prepare(db, "t_add", "INSERT INTO t VALUES ($1) RETURNING id * 10", 1), 0);
+    const char *one[1] = {"1"}, *two[1] = {"2"}, *three[1] = {"3"};
+
+    /* BEGIN + a statement: its rows, and the transaction stays open until COMMIT. */
+    PGresult *r = db_begin_exec_prepared(db, "t_add", 1, one, NULL, NULL, 0);
+    if (!r)
+        fail_msg("db_begin_exec_prepared: %s", db_error(db));
+    assert_string_equal(PQgetvalue(r, 0, 0), "10");
+    PQclear(r);
+    assert_int_equal(PQtransactionStatus(db_conn(db)), PQTRANS_INTRANS);
+    s_assert_val(o, "SELECT count(*) FROM t", "0");
+    /* ... a statement + COMMIT: both rows at once. */
+    assert_int_equal(db_exec_prepared_commit(db, "t_add", 1, two, NULL, NULL), 0);
+    assert_int_equal(PQtransactionStatus(db_conn(db)), PQTRANS_IDLE);
+    s_assert_val(o, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2");
+
+    /* The statement after BEGIN fails: NULL with its SQLSTATE, in a failed transaction
+     * that rolls back cleanly. */
+    assert_null(db_begin_exec_prepared(db, "t_add", 1, one, NULL, NULL, 0));
+    assert_string_equal(db_sqlstate(db), "23505");
+    assert_int_equal(db_rollback(db), 0);
+    assert_int_equal(PQtransactionStatus(db_conn(db)), PQTRANS_IDLE);
+
+    /* The statement before COMMIT fails: nothing of the transaction commits. */
+    r = db_begin_exec_prepared(db, "t_add", 1, three, NULL, NULL, 0);
+    assert_non_null(r);
+    PQclear(r);
+    assert_int_equal(db_exec_prepared_commit(db, "t_add", 1, one, NULL, NULL), -1);
+    assert_string_equal(db_sqlstate(db), "23505");
+    assert_int_equal(db_rollback(db), 0);
+    s_assert_val(o, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2");
+
+    /* An unregistered statement is refused before anything is sent. */
+    assert_null(db_begin_exec_prepared(db, "nope", 0, NULL, NULL, NULL, 0));
+    assert_string_equal(db_sqlstate(db), "26000");
+    assert_int_equal(PQtransactionStatus(db_conn(db)), PQTRANS_IDLE);
+
+    /* The backend dies between calls: the pipeline fails as lost, and the handle comes
+     * back (prepared statements too) after the rollback. */
+    s_kill_backend(url, s_backend_pid(db));
+    assert_null(db_begin_exec_prepared(db, "t_add", 1, three, NULL, NULL, 0));
+    assert_int_equal(db_rollback(db), 0);
+    r = db_begin_exec_prepared(db, "t_add", 1, three, NULL, NULL, 0);
+    if (!r)
+        fail_msg("after reconnect: %s", db_error(db));
+    PQclear(r);
+    assert_int_equal(db_commit(db), 0);
+    s_assert_val(o, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t", "1,2,3");
+
+    /* Killed while COMMIT runs (a deferred trigger sleeps in it): the outcome is unknown,
+     * and said so. */
+    assert_int_equal(db_command(db, "CREATE TABLE slow (id int)"), 0);
+    assert_int_equal(db_command(db, "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE "
+                                    "plpgsql AS $$BEGIN PERFORM pg_sleep(5); RETURN NULL; END$$"),
+                     0);
+    assert_int_equal(db_command(db, "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow "
+                                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+                                    "slow_commit()"),
+                     0);
+    assert_int_equal(db_prepare(db, "slow_add", "INSERT INTO slow VALUES ($1)", 1), 0);
+    assert_int_equal(db_begin(db), 0);
+    s_txarg_t a = {.url = url, .last_pid = s_backend_pid(db)};
+    assert_int_equal(pthread_create(&a.killer, NULL, s_killer, &a), 0);
+    int rc = db_exec_prepared_commit(db, "slow_add", 1, one, NULL, NULL);
+    pthread_join(a.killer, NULL);
+    assert_int_equal(rc, DB_UNKNOWN);
+    s_assert_contains(db_error(db), "may or may not have committed");
+    assert_false(db_connected(db));
+    assert_int_equal(db_command(db, "SELECT 1"), 0);
+
+    PQfinish(o);
+    db_destroy(&db);
+    free(url);
+}
+
 /* Inserts a row whose deferred trigger sleeps during COMMIT, and has a thread kill the
  * backend while COMMIT is in flight. */
 static int
@@ -973,6 +1058,7 @@ main(void)
         cmocka_unit_test(test_tx_retries_real_conflict),
         cmocka_unit_test(test_tx_retries_connection_lost_before_commit),
         cmocka_unit_test(test_tx_connection_lost_during_commit_is_unknown),
+        cmocka_unit_test(test_pipelined_begin_and_commit),
         cmocka_unit_test(test_migrate_applies_in_numeric_order_once),
         cmocka_unit_test(test_migrate_refuses_changed_or_missing_file),
         cmocka_unit_test(test_migrate_refuses_bad_names_and_schema),
