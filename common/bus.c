@@ -205,7 +205,9 @@ done:
  * transaction), then the agencies' counters (in agency order, after the head, so two
  * producers cannot deadlock on them), and inserts the rows with seq, aseq and at set.
  * Seqs are therefore given in commit order, with no gap (a rollback gives them back),
- * and the relay only reads and publishes these rows: it does not rewrite them. */
+ * and the relay only reads and publishes these rows: it does not rewrite them. The
+ * statement is queued for the transaction's next round trip (db_defer_prepared): it
+ * counts its rows itself and fails unless all $5 were written (003_emit_check.sql). */
 static const char s_emit_seq_tmpl[] =
     "WITH e AS ("
     "  SELECT topic, agency, v, data, i FROM unnest($1::text[], $2::text[], $3::int[],"
@@ -220,13 +222,16 @@ static const char s_emit_seq_tmpl[] =
     "  SELECT p.agency, p.c FROM per_agency p, head ORDER BY p.agency"
     "  ON CONFLICT (agency) DO UPDATE SET last_aseq = a.last_aseq + excluded.last_aseq"
     "  RETURNING a.agency, a.last_aseq"
+    "), ins AS ("
+    "  INSERT INTO {s}.outbox (topic, agency, v, data, seq, aseq, at)"
+    "  SELECT e.topic, e.agency, e.v, e.data, head.base + e.i,"
+    "   agencies.last_aseq - per_agency.c"
+    "    + row_number() OVER (PARTITION BY e.agency ORDER BY e.i), $6::bigint"
+    "  FROM e, head, agencies, per_agency"
+    "  WHERE agencies.agency = e.agency AND per_agency.agency = e.agency ORDER BY e.i"
+    "  RETURNING 1"
     ") "
-    "INSERT INTO {s}.outbox (topic, agency, v, data, seq, aseq, at)"
-    " SELECT e.topic, e.agency, e.v, e.data, head.base + e.i,"
-    "  agencies.last_aseq - per_agency.c"
-    "   + row_number() OVER (PARTITION BY e.agency ORDER BY e.i), $6::bigint"
-    " FROM e, head, agencies, per_agency"
-    " WHERE agencies.agency = e.agency AND per_agency.agency = e.agency ORDER BY e.i";
+    "SELECT {s}.bus_check(count(*) = $5::bigint, 'events not all written') FROM ins";
 
 int
 bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
@@ -263,14 +268,7 @@ bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, s
     const char *vals[6] = {arr[0].buf, arr[1].buf, arr[2].buf, arr[3].buf, count, at};
     const int lens[6] = {(int)arr[0].len, (int)arr[1].len, (int)arr[2].len, (int)arr[3].len, 0, 0};
     const int fmts[6] = {1, 1, 1, 1, 0, 0};
-    PGresult *r = db_exec_prepared(tx, name, 6, vals, lens, fmts, 0);
-    if (r) {
-        if (strtoull(PQcmdTuples(r), NULL, 10) == n)
-            rc = 0;
-        else
-            snprintf(err->reason, sizeof err->reason, "events not all written");
-        PQclear(r);
-    }
+    rc = db_defer_prepared(tx, name, 6, vals, lens, fmts);
 done:
     for (int i = 0; i < 4; i++)
         pgarray_free(&arr[i]);

@@ -78,7 +78,9 @@ int bus_emit_batch(db_t *tx, const char *schema, const bus_event_in_t *events, s
  * written by bus_emit, wait for that commit or rollback. Seqs are thus given in commit
  * order, gapless (a rollback gives them back). For a transaction that commits soon
  * after, and that takes no other lock another producer of the stream may hold while it
- * waits for the head. */
+ * waits for the head. The statement is queued with db_defer_prepared: it runs with tx's
+ * next statement or its COMMIT, in one round trip, and a failure of it (events not all
+ * written among them) is that call's failure; 0 here means queued. */
 int bus_emit_batch_seq(db_t *tx, const char *schema, const bus_event_in_t *events, size_t n,
                        evmsg_err_t *err);
 

@@ -31,6 +31,17 @@ typedef struct {
     uint64_t prepared_on; /* connection id it was last prepared on; 0 = never */
 } s_stmt_t;
 
+/* A statement db_defer_prepared queued for the next round trip, its values copied. */
+typedef struct {
+    size_t stmt;   /* index in stmts */
+    char *buf;     /* the values, one block */
+    char **values; /* into buf (NULL = SQL NULL) */
+    int *lengths;  /* each value's length */
+    int *formats;  /* each value's format */
+} s_deferred_t;
+
+#define DB_DEFER_MAX 8 /* statements queued before a round trip is forced */
+
 struct db {
     char *conninfo;           /* as given; may hold the password, so never logged */
     char *appname;            /* application_name, or NULL */
@@ -44,6 +55,8 @@ struct db {
     int statement_timeout_ms; /* 0 = not set */
     s_stmt_t *stmts;          /* registered prepared statements */
     size_t nstmts, stmts_cap;
+    s_deferred_t deferred[DB_DEFER_MAX]; /* db_defer_prepared's queue */
+    size_t ndeferred;
     uint64_t rng;     /* xorshift state for jitter */
     char err[2048];   /* reason for the last failure */
     char sqlstate[6]; /* its SQLSTATE, or "" */
@@ -249,12 +262,24 @@ db_new(const char *conninfo, const char *application_name)
     return self;
 }
 
+/* Drops the queued statements (run, failed, or rolled back with their transaction). */
+static void
+s_deferred_clear(db_t *self)
+{
+    for (size_t i = 0; i < self->ndeferred; i++) {
+        free(self->deferred[i].buf);
+        free(self->deferred[i].values);
+    }
+    self->ndeferred = 0;
+}
+
 void
 db_destroy(db_t **self_p)
 {
     assert(self_p);
     if (*self_p) {
         db_t *self = *self_p;
+        s_deferred_clear(self);
         if (self->conn)
             PQfinish(self->conn);
         for (size_t i = 0; i < self->nstmts; i++) {
@@ -454,6 +479,8 @@ db_sqlstate(const db_t *self)
 static int
 s_ready(db_t *self)
 {
+    if (self->lost || self->lost_in_tx)
+        s_deferred_clear(self); /* their session is gone */
     if (self->lost_in_tx) {
         s_errf(self, "08006",
                "the connection was lost inside a transaction: call db_rollback before "
@@ -564,6 +591,10 @@ db_prepare(db_t *self, const char *name, const char *sql, int nparams)
     return 0;
 }
 
+static int s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values,
+                  const int *lengths, const int *formats, int result_format, PGresult **out,
+                  int *crc);
+
 PGresult *
 db_exec_prepared(db_t *self, const char *name, int nparams, const char *const *values,
                  const int *lengths, const int *formats, int result_format)
@@ -589,6 +620,11 @@ db_exec_prepared(db_t *self, const char *name, int nparams, const char *const *v
         PQclear(r);
         s->prepared_on = self->conn_id;
     }
+    if (self->ndeferred > 0) { /* the queued statements ride along */
+        PGresult *out;
+        s_pipe(self, false, s, values, lengths, formats, result_format, &out, NULL);
+        return out;
+    }
     return s_check(
         self, PQexecPrepared(self->conn, name, nparams, values, lengths, formats, result_format),
         pre, name);
@@ -611,58 +647,89 @@ s_pipe_result(PGconn *c)
     return keep;
 }
 
-/* BEGIN (when begin), the prepared statement s, and COMMIT (when crc) in one round trip,
- * in libpq's pipeline mode. Returns the statement's result, or NULL with the reason (a
- * transaction left open has failed: roll it back); *crc gets COMMIT's outcome as
- * db_commit returns it (-1 whenever the statement failed). */
-static PGresult *
+/* One round trip in libpq's pipeline mode: the queued statements (db_defer_prepared),
+ * BEGIN when begin, the prepared statement s when not NULL (its result in *out), and
+ * COMMIT when crc. Returns 0 when every statement (COMMIT aside) succeeded, or -1 with the
+ * reason (a transaction left open has failed: roll it back); *crc gets COMMIT's outcome
+ * as db_commit returns it (-1 whenever a statement before it failed). The queue is
+ * emptied either way. */
+static int
 s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, const int *lengths,
-       const int *formats, int result_format, int *crc)
+       const int *formats, int result_format, PGresult **out, int *crc)
 {
     PGconn *c = self->conn;
     PGTransactionStatusType pre = PQtransactionStatus(c);
+    bool in_tx = begin || pre != PQTRANS_IDLE;
+    if (out)
+        *out = NULL;
     if (crc)
         *crc = -1;
     if (PQenterPipelineMode(c) != 1) {
         s_err_result(self, NULL, "pipeline mode");
-        return NULL;
+        s_deferred_clear(self);
+        return -1;
     }
-    bool sent =
-        (!begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
-        PQsendQueryPrepared(c, s->name, s->nparams, values, lengths, formats, result_format) &&
-        (!crc || PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) && PQpipelineSync(c);
+    bool sent = true;
+    for (size_t i = 0; i < self->ndeferred && sent; i++) {
+        const s_deferred_t *d = &self->deferred[i];
+        const s_stmt_t *ds = &self->stmts[d->stmt];
+        sent = PQsendQueryPrepared(c, ds->name, ds->nparams, (const char *const *)d->values,
+                                   d->lengths, d->formats, 0);
+    }
+    sent = sent && (!begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
+           (!s ||
+            PQsendQueryPrepared(c, s->name, s->nparams, values, lengths, formats, result_format)) &&
+           (!crc || PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
+           PQpipelineSync(c);
     if (!sent) {
         /* A part may have reached the server: the session is given up either way. */
-        s_err_result(self, NULL, crc ? "COMMIT not sent whole" : s->name);
+        s_err_result(self, NULL, crc ? "COMMIT not sent whole" : "pipeline not sent");
         self->lost = true;
-        self->lost_in_tx = !crc && (begin || pre != PQTRANS_IDLE);
+        self->lost_in_tx = !crc && in_tx;
         if (crc) {
             *crc = DB_UNKNOWN;
             log_warn("db connection lost during COMMIT", "target=%s outcome=unknown reason=%s",
                      self->target, self->err);
         }
-        return NULL;
+        s_deferred_clear(self);
+        return -1;
     }
-    PGresult *out = NULL;
     bool failed = false, refused = false; /* refused: by the server, which then skips COMMIT */
+    for (size_t i = 0; i < self->ndeferred; i++) {
+        const s_deferred_t *d = &self->deferred[i];
+        PGresult *r = s_pipe_result(c);
+        (void)d;
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (!failed) {
+            const char *name = self->stmts[d->stmt].name;
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                s_err_result(self, r, name);
+                refused = r && PQstatus(c) == CONNECTION_OK;
+                failed = true;
+            }
+        }
+        PQclear(r);
+    }
     if (begin) {
         PGresult *b = s_pipe_result(c);
-        if (!b || PQresultStatus(b) != PGRES_COMMAND_OK) {
+        if (!failed && (!b || PQresultStatus(b) != PGRES_COMMAND_OK)) {
             s_err_result(self, b, "BEGIN");
-            failed = true;
             refused = b && PQstatus(c) == CONNECTION_OK;
+            failed = true;
         }
         PQclear(b);
     }
-    PGresult *r = s_pipe_result(c);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        out = r;
-    } else {
-        if (!failed && st != PGRES_PIPELINE_ABORTED)
+    if (s) {
+        PGresult *r = s_pipe_result(c);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (!failed && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+            *out = r;
+            r = NULL;
+        } else if (!failed) {
             s_err_result(self, r, s->name);
-        refused |= !failed && r && PQstatus(c) == CONNECTION_OK;
-        failed = true;
+            refused = r && PQstatus(c) == CONNECTION_OK;
+            failed = true;
+        }
         PQclear(r);
     }
     PGresult *cr = crc ? s_pipe_result(c) : NULL;
@@ -672,13 +739,14 @@ s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, con
         PQclear(s_pipe_result(c));
         PQexitPipelineMode(c);
     }
+    s_deferred_clear(self);
     bool committed = crc && !failed && cr && PQresultStatus(cr) == PGRES_COMMAND_OK &&
                      strcmp(PQcmdStatus(cr), "COMMIT") == 0;
     if (committed) {
         *crc = 0;
         if (PQstatus(c) != CONNECTION_OK)
             self->lost = true; /* after the answer: the next call reconnects */
-    } else if (crc && PQstatus(c) != CONNECTION_OK && !refused) {
+    } else if (crc && PQstatus(c) != CONNECTION_OK && !refused && !(failed && !cr)) {
         /* Everything was sent: COMMIT may have run before the connection broke. */
         char m[1024];
         s_pg_message(c, cr, m, sizeof m);
@@ -697,13 +765,29 @@ s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, con
             s_err_result(self, cr, "COMMIT");
     }
     PQclear(cr);
-    if (!out || (crc && *crc != 0)) {
+    if (failed || (crc && *crc != 0)) {
         if (crc && *crc == DB_UNKNOWN)
             self->lost_in_tx = false;
         else
-            s_after_failure(self, begin ? PQTRANS_INTRANS : pre);
+            s_after_failure(self, in_tx ? PQTRANS_INTRANS : pre);
     }
-    return out;
+    if (out && failed) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return failed ? -1 : 0;
+}
+
+/* Runs the queued statements now, in one round trip. Returns 0 or -1 (the reason in
+ * db_error). */
+static int
+s_flush(db_t *self)
+{
+    if (self->ndeferred == 0)
+        return 0;
+    if (s_ready(self) < 0)
+        return -1;
+    return s_pipe(self, false, NULL, NULL, NULL, NULL, 0, NULL, NULL);
 }
 
 /* The registered statement name, prepared on the current connection, ready to run:
@@ -740,7 +824,10 @@ db_begin_exec_prepared(db_t *self, const char *name, int nparams, const char *co
 {
     assert(self && name);
     const s_stmt_t *s = s_stmt_ready(self, name, nparams);
-    return s ? s_pipe(self, true, s, values, lengths, formats, result_format, NULL) : NULL;
+    PGresult *out = NULL;
+    if (s)
+        s_pipe(self, true, s, values, lengths, formats, result_format, &out, NULL);
+    return out;
 }
 
 int
@@ -753,16 +840,57 @@ db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *c
     const s_stmt_t *s = s_stmt_ready(self, name, nparams);
     if (!s)
         return -1;
+    PGresult *out;
     int crc;
-    PQclear(s_pipe(self, false, s, values, lengths, formats, 0, &crc));
+    s_pipe(self, false, s, values, lengths, formats, 0, &out, &crc);
+    PQclear(out);
     return crc;
+}
+
+int
+db_defer_prepared(db_t *self, const char *name, int nparams, const char *const *values,
+                  const int *lengths, const int *formats)
+{
+    assert(self && name && nparams >= 0);
+    if (self->ndeferred == DB_DEFER_MAX && s_flush(self) < 0)
+        return -1;
+    const s_stmt_t *s = s_stmt_ready(self, name, nparams);
+    if (!s)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < nparams; i++)
+        if (values[i])
+            total += (formats && formats[i]) ? (size_t)lengths[i] : strlen(values[i]) + 1;
+    s_deferred_t d = {(size_t)(s - self->stmts), malloc(total ? total : 1),
+                      calloc((size_t)nparams + 1, sizeof(char *) + 2 * sizeof(int)), NULL, NULL};
+    if (!d.buf || !d.values) {
+        free(d.buf);
+        free(d.values);
+        s_errf(self, "", "%s: out of memory", name);
+        return -1;
+    }
+    d.lengths = (int *)(d.values + nparams + 1);
+    d.formats = d.lengths + nparams + 1;
+    size_t off = 0;
+    for (int i = 0; i < nparams; i++) {
+        d.formats[i] = formats ? formats[i] : 0;
+        if (!values[i])
+            continue;
+        size_t len = d.formats[i] ? (size_t)lengths[i] : strlen(values[i]) + 1;
+        memcpy(d.buf + off, values[i], len);
+        d.values[i] = d.buf + off;
+        d.lengths[i] = d.formats[i] ? lengths[i] : (int)len - 1;
+        off += len;
+    }
+    self->deferred[self->ndeferred++] = d;
+    return 0;
 }
 
 PGresult *
 db_query(db_t *self, const char *sql, int nparams, const char *const *values)
 {
     assert(self && sql);
-    if (s_ready(self) < 0)
+    if (s_flush(self) < 0 || s_ready(self) < 0)
         return NULL;
     PGTransactionStatusType pre = PQtransactionStatus(self->conn);
     return s_check(self, PQexecParams(self->conn, sql, nparams, NULL, values, NULL, NULL, 0), pre,
@@ -773,7 +901,7 @@ int
 db_command(db_t *self, const char *sql)
 {
     assert(self && sql);
-    if (s_ready(self) < 0)
+    if (s_flush(self) < 0 || s_ready(self) < 0)
         return -1;
     PGTransactionStatusType pre = PQtransactionStatus(self->conn);
     char what[84];
@@ -801,9 +929,15 @@ db_commit(db_t *self)
     if (self->lost_in_tx || !db_connected(self)) {
         bool in_tx = self->lost_in_tx;
         self->lost_in_tx = false;
+        s_deferred_clear(self);
         s_errf(self, "08006", "COMMIT: %s: not committed",
                in_tx ? "the connection was lost inside the transaction" : "not connected");
         return -1;
+    }
+    if (self->ndeferred > 0) { /* the queued statements, then COMMIT, in one round trip */
+        int crc;
+        s_pipe(self, false, NULL, NULL, NULL, NULL, 0, NULL, &crc);
+        return crc;
     }
     PGTransactionStatusType pre = PQtransactionStatus(self->conn);
     if (!PQsendQueryParams(self->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) {
@@ -856,6 +990,7 @@ db_commit(db_t *self)
 static int
 s_rollback(db_t *self, bool keep_error)
 {
+    s_deferred_clear(self); /* they go with the transaction */
     if (self->lost_in_tx || !db_connected(self)) {
         self->lost_in_tx = false;
         return 0;

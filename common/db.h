@@ -135,6 +135,17 @@ PGresult *db_begin_exec_prepared(db_t *self, const char *name, int nparams,
 int db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *const *values,
                             const int *lengths, const int *formats);
 
+/* Queues the prepared statement name (inside a transaction) to run with the handle's
+ * next round trip instead of now: it rides along with the next db_exec_prepared,
+ * db_exec_prepared_commit or db_commit, in order before that call's own statement, or
+ * goes alone before a db_query or db_command. For writes whose result the caller does not
+ * read; the values are copied. Its failure is that next call's failure (db_error names
+ * the statement), and a rollback or a lost connection drops it with the transaction.
+ * Returns 0, or -1 when name is not registered, the connection is down or memory ran
+ * out. */
+int db_defer_prepared(db_t *self, const char *name, int nparams, const char *const *values,
+                      const int *lengths, const int *formats);
+
 /* One-off parameterised SQL (a single statement) with text values (NULL = SQL NULL)
  * and text results. Returns the result (caller PQclears) or NULL with the reason. */
 PGresult *db_query(db_t *self, const char *sql, int nparams, const char *const *values);

@@ -632,6 +632,7 @@ test_emit_batch_seq_and_relay_sequencing_share_one_gapless_stream(void **state)
     s_pack(&sb, n);
     bus_event_in_t one = {"case.closed." AG2, 1, sb.data, sb.size};
     assert_int_equal(bus_emit_batch_seq(fx->prod, "prod", &one, 1, NULL), 0);
+    assert_int_equal(db_command(fx->prod, "SELECT 1"), 0); /* the queued emit runs now */
     n++;
     s_emit(fx->relay2, n, 5, 5); /* for the relay to sequence: it waits for the head */
     n += 5;
@@ -661,6 +662,42 @@ test_emit_batch_seq_and_relay_sequencing_share_one_gapless_stream(void **state)
     assert_int_equal(s_count(fx->prod, "SELECT sum(last_aseq) FROM prod.bus_agency"), n);
     bus_relay_destroy(&relay);
     bus_sub_destroy(&sub);
+}
+
+/* bus_emit_batch_seq's statement is queued for the transaction's next round trip, often
+ * its COMMIT: it checks its own row count, so a batch that could not be written whole
+ * fails the transaction instead of committing without its events. */
+static void
+test_emit_batch_seq_fails_the_commit_unless_written_whole(void **state)
+{
+    fx_t *fx = *state;
+    s_emit_seq(fx->prod, 0, 5, true);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox"), 5);
+    /* Without the head row the statement sequences nothing. */
+    assert_int_equal(db_command(fx->prod, "DELETE FROM prod.bus_head"), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    s_pack(&sb, 5);
+    bus_event_in_t one = {"case.closed." AG2, 1, sb.data, sb.size};
+    assert_int_equal(db_begin(fx->prod), 0);
+    assert_int_equal(db_command(fx->prod, "CREATE TABLE prod.effect (x int)"), 0);
+    assert_int_equal(bus_emit_batch_seq(fx->prod, "prod", &one, 1, NULL), 0);
+    assert_int_equal(db_commit(fx->prod), -1);
+    if (!strstr(db_error(fx->prod), "events not all written"))
+        fail_msg("db_error: %s", db_error(fx->prod));
+    assert_int_equal(db_rollback(fx->prod), 0);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM pg_tables WHERE tablename = 'effect'"),
+                     0);
+    assert_int_equal(s_count(fx->prod, "SELECT count(*) FROM prod.outbox"), 5);
+    assert_int_equal(s_count(fx->prod, "SELECT sum(last_aseq) FROM prod.bus_agency"), 5);
+    /* The head back: the same batch goes through. */
+    assert_int_equal(
+        db_command(fx->prod, "INSERT INTO prod.bus_head (one, last_seq) VALUES (true, 5)"), 0);
+    assert_int_equal(db_begin(fx->prod), 0);
+    assert_int_equal(bus_emit_batch_seq(fx->prod, "prod", &one, 1, NULL), 0);
+    assert_int_equal(db_commit(fx->prod), 0);
+    assert_int_equal(s_count(fx->prod, "SELECT max(seq) FROM prod.outbox"), 6);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* bus_emit_batch_ordered leaves events to the relay while rows written before wait for
@@ -850,6 +887,8 @@ main(void)
             test_malformed_live_frames_dropped_counted_and_serving_goes_on, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(
             test_emit_batch_seq_and_relay_sequencing_share_one_gapless_stream, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_batch_seq_fails_the_commit_unless_written_whole,
+                                        s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_emit_ordered_follows_rows_left_to_the_relay, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_handler_sees_whole_transactions, s_setup,

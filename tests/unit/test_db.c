@@ -719,6 +719,82 @@ test_pipelined_begin_and_commit(void **state)
     free(url);
 }
 
+/* db_defer_prepared: the statement runs with the handle's next round trip, before that
+ * call's own statement; its failure is that call's; a rollback drops it. */
+static void
+test_deferred_statements_ride_along(void **state)
+{
+    (void)state;
+    char *url = ts_fresh_db("db");
+    db_t *db = s_db(url);
+    PGconn *o = s_other(url);
+    assert_int_equal(db_command(db, "CREATE TABLE t (id int PRIMARY KEY)"), 0);
+    assert_int_equal(db_prepare(db, "t_add", "INSERT INTO t VALUES ($1)", 1), 0);
+    assert_int_equal(db_prepare(db, "t_count", "SELECT count(*) FROM t WHERE id < $1", 1), 0);
+    const char *v1[1] = {"1"}, *v2[1] = {"2"}, *big[1] = {"1000"};
+
+    /* Queued: not run yet (the raw connection sees nothing); the next statement sees it. */
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v1, NULL, NULL), 0);
+    s_assert_val(db_conn(db), "SELECT count(*) FROM t", "0");
+    PGresult *r = db_exec_prepared(db, "t_count", 1, big, NULL, NULL, 0);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    /* Queued, then COMMIT: both go, in order (more than the queue holds at once). */
+    for (int i = 10; i < 30; i++) {
+        char text[8];
+        snprintf(text, sizeof text, "%d", i);
+        const char *vi[1] = {text};
+        assert_int_equal(db_defer_prepared(db, "t_add", 1, vi, NULL, NULL), 0);
+    }
+    assert_int_equal(db_commit(db), 0);
+    s_assert_val(o, "SELECT count(*) FROM t", "21");
+
+    /* A queued statement that fails fails the COMMIT it rode with: nothing commits. */
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v2, NULL, NULL), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v1, NULL, NULL), 0); /* duplicate */
+    assert_int_equal(db_commit(db), -1);
+    assert_string_equal(db_sqlstate(db), "23505");
+    s_assert_contains(db_error(db), "t_add");
+    assert_int_equal(db_rollback(db), 0);
+    s_assert_val(o, "SELECT count(*) FROM t WHERE id = 2", "0");
+
+    /* ... and the statement it rode with, likewise. */
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v1, NULL, NULL), 0);
+    assert_null(db_exec_prepared(db, "t_count", 1, big, NULL, NULL, 0));
+    assert_string_equal(db_sqlstate(db), "23505");
+    assert_int_equal(db_rollback(db), 0);
+
+    /* A rollback drops what is queued: the next transaction does not run it. */
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v2, NULL, NULL), 0);
+    assert_int_equal(db_rollback(db), 0);
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_commit(db), 0);
+    s_assert_val(o, "SELECT count(*) FROM t WHERE id = 2", "0");
+
+    /* Before db_command, alone; with the last statement and COMMIT, in one go. */
+    assert_int_equal(db_begin(db), 0);
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v2, NULL, NULL), 0);
+    assert_int_equal(db_command(db, "SELECT 1"), 0);
+    s_assert_val(db_conn(db), "SELECT count(*) FROM t WHERE id = 2", "1");
+    const char *v3[1] = {"3"}, *v4[1] = {"4"};
+    assert_int_equal(db_defer_prepared(db, "t_add", 1, v3, NULL, NULL), 0);
+    assert_int_equal(db_exec_prepared_commit(db, "t_add", 1, v4, NULL, NULL), 0);
+    s_assert_val(o, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t WHERE id < 10", "1,2,3,4");
+
+    /* An unregistered statement is refused at once. */
+    assert_int_equal(db_defer_prepared(db, "nope", 0, NULL, NULL, NULL), -1);
+    assert_string_equal(db_sqlstate(db), "26000");
+
+    PQfinish(o);
+    db_destroy(&db);
+    free(url);
+}
+
 /* Inserts a row whose deferred trigger sleeps during COMMIT, and has a thread kill the
  * backend while COMMIT is in flight. */
 static int
@@ -1059,6 +1135,7 @@ main(void)
         cmocka_unit_test(test_tx_retries_connection_lost_before_commit),
         cmocka_unit_test(test_tx_connection_lost_during_commit_is_unknown),
         cmocka_unit_test(test_pipelined_begin_and_commit),
+        cmocka_unit_test(test_deferred_statements_ride_along),
         cmocka_unit_test(test_migrate_applies_in_numeric_order_once),
         cmocka_unit_test(test_migrate_refuses_changed_or_missing_file),
         cmocka_unit_test(test_migrate_refuses_bad_names_and_schema),
