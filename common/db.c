@@ -648,20 +648,20 @@ s_pipe_result(PGconn *c)
 }
 
 /* One round trip in libpq's pipeline mode: the queued statements (db_defer_prepared),
- * BEGIN when begin, the prepared statement s when not NULL (its result in *out), and
- * COMMIT when crc. Returns 0 when every statement (COMMIT aside) succeeded, or -1 with the
- * reason (a transaction left open has failed: roll it back); *crc gets COMMIT's outcome
- * as db_commit returns it (-1 whenever a statement before it failed). The queue is
- * emptied either way. */
+ * BEGIN when begin, the prepared statements calls[0..n) (registered as stmts[i]; their
+ * results in out[i]), and COMMIT when crc. Returns 0 when every statement (COMMIT aside)
+ * succeeded; or -1 with the reason, every out[i] NULL (a transaction left open has
+ * failed: roll it back). *crc gets COMMIT's outcome as db_commit returns it (-1 whenever
+ * a statement before it failed). The queue is emptied either way. */
 static int
-s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, const int *lengths,
-       const int *formats, int result_format, PGresult **out, int *crc)
+s_pipe_n(db_t *self, bool begin, const s_stmt_t *const *stmts, const db_call_t *calls, size_t n,
+         PGresult **out, int *crc)
 {
     PGconn *c = self->conn;
     PGTransactionStatusType pre = PQtransactionStatus(c);
     bool in_tx = begin || pre != PQTRANS_IDLE;
-    if (out)
-        *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
     if (crc)
         *crc = -1;
     if (PQenterPipelineMode(c) != 1) {
@@ -676,10 +676,11 @@ s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, con
         sent = PQsendQueryPrepared(c, ds->name, ds->nparams, (const char *const *)d->values,
                                    d->lengths, d->formats, 0);
     }
-    sent = sent && (!begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) &&
-           (!s ||
-            PQsendQueryPrepared(c, s->name, s->nparams, values, lengths, formats, result_format)) &&
-           (!crc || PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
+    sent = sent && (!begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0));
+    for (size_t i = 0; i < n && sent; i++)
+        sent = PQsendQueryPrepared(c, stmts[i]->name, stmts[i]->nparams, calls[i].values,
+                                   calls[i].lengths, calls[i].formats, calls[i].result_format);
+    sent = sent && (!crc || PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
            PQpipelineSync(c);
     if (!sent) {
         /* A part may have reached the server: the session is given up either way. */
@@ -719,14 +720,14 @@ s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, con
         }
         PQclear(b);
     }
-    if (s) {
+    for (size_t i = 0; i < n; i++) {
         PGresult *r = s_pipe_result(c);
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (!failed && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
-            *out = r;
+            out[i] = r;
             r = NULL;
         } else if (!failed) {
-            s_err_result(self, r, s->name);
+            s_err_result(self, r, stmts[i]->name);
             refused = r && PQstatus(c) == CONNECTION_OK;
             failed = true;
         }
@@ -771,11 +772,27 @@ s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, con
         else
             s_after_failure(self, in_tx ? PQTRANS_INTRANS : pre);
     }
-    if (out && failed) {
-        PQclear(*out);
-        *out = NULL;
+    for (size_t i = 0; i < n && failed; i++) {
+        PQclear(out[i]);
+        out[i] = NULL;
     }
     return failed ? -1 : 0;
+}
+
+/* s_pipe_n with at most one statement, s (NULL: none), its result in *out when not NULL. */
+static int
+s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *values, const int *lengths,
+       const int *formats, int result_format, PGresult **out, int *crc)
+{
+    db_call_t call = {s ? s->name : NULL, s ? s->nparams : 0, values, lengths, formats,
+                      result_format};
+    PGresult *r = NULL;
+    int rc = s_pipe_n(self, begin, &s, &call, s ? 1 : 0, &r, crc);
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return rc;
 }
 
 /* Runs the queued statements now, in one round trip. Returns 0 or -1 (the reason in
@@ -845,6 +862,19 @@ db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *c
     s_pipe(self, false, s, values, lengths, formats, 0, &out, &crc);
     PQclear(out);
     return crc;
+}
+
+int
+db_exec_prepared_all(db_t *self, const db_call_t *calls, size_t n, PGresult **out)
+{
+    assert(self && calls && out && n <= DB_CALLS_MAX);
+    const s_stmt_t *stmts[DB_CALLS_MAX];
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!(stmts[i] = s_stmt_ready(self, calls[i].name, calls[i].nparams)))
+            return -1;
+    return s_pipe_n(self, false, stmts, calls, n, out, NULL);
 }
 
 int

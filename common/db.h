@@ -135,6 +135,24 @@ PGresult *db_begin_exec_prepared(db_t *self, const char *name, int nparams,
 int db_exec_prepared_commit(db_t *self, const char *name, int nparams, const char *const *values,
                             const int *lengths, const int *formats);
 
+/* One call of db_exec_prepared_all: the arguments of db_exec_prepared. */
+typedef struct {
+    const char *name;
+    int nparams;
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+    int result_format;
+} db_call_t;
+
+#define DB_CALLS_MAX 8
+
+/* The prepared statements calls[0..n) (n <= DB_CALLS_MAX), in order and in one round
+ * trip (libpq pipeline mode): for independent statements, reads most often. out[i] gets
+ * call i's result (the caller PQclears each). Returns 0; or -1 with the reason when one
+ * failed, and every out[i] NULL (a transaction open is then in error: roll it back). */
+int db_exec_prepared_all(db_t *self, const db_call_t *calls, size_t n, PGresult **out);
+
 /* Queues the prepared statement name (inside a transaction) to run with the handle's
  * next round trip instead of now: it rides along with the next db_exec_prepared,
  * db_exec_prepared_commit or db_commit, in order before that call's own statement, or

@@ -38,9 +38,10 @@ s_params_begin(s_params_t *p, const uint32_t *oids, int n)
         pgarray_begin(&p->a[k], oids[k]);
 }
 
-/* Finishes the arrays and runs the prepared statement; NULL on failure. */
-static PGresult *
-s_params_exec(db_t *db, s_params_t *p, const char *name, const char *sql, int result_format)
+/* Finishes the arrays and prepares the statement: its call in *call. Returns 0 or -1. */
+static int
+s_params_call(db_t *db, s_params_t *p, const char *name, const char *sql, int result_format,
+              db_call_t *call)
 {
     int bad = 0;
     for (int k = 0; k < p->n; k++) {
@@ -51,11 +52,23 @@ s_params_exec(db_t *db, s_params_t *p, const char *name, const char *sql, int re
     }
     if (bad) {
         log_error("case_ops: out of memory building parameters", "stmt=%s", name);
-        return NULL;
+        return -1;
     }
     if (db_prepare(db, name, sql, p->n) < 0)
+        return -1;
+    *call = (db_call_t){name,       p->n,       (const char *const *)p->values,
+                        p->lengths, p->formats, result_format};
+    return 0;
+}
+
+/* Finishes the arrays and runs the prepared statement; NULL on failure. */
+static PGresult *
+s_params_exec(db_t *db, s_params_t *p, const char *name, const char *sql, int result_format)
+{
+    db_call_t c;
+    if (s_params_call(db, p, name, sql, result_format, &c) < 0)
         return NULL;
-    return db_exec_prepared(db, name, p->n, p->values, p->lengths, p->formats, result_format);
+    return db_exec_prepared(db, c.name, c.nparams, c.values, c.lengths, c.formats, result_format);
 }
 
 static void
@@ -501,32 +514,32 @@ static const char s_officers_sql[] =
     " WHERE (o.agency, o.cert_no) IN (SELECT k.a::char(18), k.c FROM unnest($1::text[], $2::text[])"
     "                                 AS k(a, c))";
 
-/* Checks every named officer of the unfailed items in one query: of the caller's agency,
- * active, certificate valid on day_of(item). Fails the items whose officer is not. */
-static int
-s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
+/* The officers query's parameters: every named officer of the unfailed items. Returns
+ * their number (0: nothing to ask). */
+static size_t
+s_officers_params(const s_batch_t *b, s_params_t *p)
 {
-    s_params_t p = {0};
     static const uint32_t oids[2] = {PGARRAY_TEXT, PGARRAY_TEXT};
-    s_params_begin(&p, oids, 2);
+    s_params_begin(p, oids, 2);
     size_t count = 0;
     for (size_t i = 0; i < b->n; i++) {
-        s_item_t *it = &b->items[i];
+        const s_item_t *it = &b->items[i];
         for (size_t k = 0; !it->failed && k < it->nofficers; k++) {
-            pgarray_str(&p.a[0], it->agency);
-            pgarray_str(&p.a[1], it->officers[k]);
+            pgarray_str(&p->a[0], it->agency);
+            pgarray_str(&p->a[1], it->officers[k]);
             count++;
         }
     }
-    if (count == 0) {
-        s_params_free(&p);
-        return 0;
-    }
-    PGresult *r = s_params_exec(db, &p, "case_officers", s_officers_sql, 0);
-    s_params_free(&p);
-    if (!r)
-        return -1;
-    int rows = PQntuples(r);
+    return count;
+}
+
+/* Fails the unfailed items with an officer that r (the officers query's rows; NULL when
+ * none were asked for) does not show of the caller's agency, active, with a certificate
+ * valid on day_of(item). Takes r. */
+static void
+s_officers_apply(s_batch_t *b, PGresult *r, date_t (*day_of)(const s_item_t *))
+{
+    int rows = r ? PQntuples(r) : 0;
     for (size_t i = 0; i < b->n; i++) {
         s_item_t *it = &b->items[i];
         date_t day = day_of(it);
@@ -563,6 +576,21 @@ s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
         }
     }
     PQclear(r);
+}
+
+/* Checks every named officer of the unfailed items in one query (s_officers_apply). */
+static int
+s_check_officers(db_t *db, s_batch_t *b, date_t (*day_of)(const s_item_t *))
+{
+    s_params_t p = {0};
+    PGresult *r = NULL;
+    if (s_officers_params(b, &p) > 0 &&
+        !(r = s_params_exec(db, &p, "case_officers", s_officers_sql, 0))) {
+        s_params_free(&p);
+        return -1;
+    }
+    s_params_free(&p);
+    s_officers_apply(b, r, day_of);
     return 0;
 }
 
@@ -1099,8 +1127,9 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         if (!b.items[i].failed)
             s_read_open(&b, &b.items[i]);
 
-    /* The matters, all in one query: in the caller's ACTIVE matter list. */
-    s_params_t p = {0};
+    /* The matters (in the caller's ACTIVE matter list) and the officers, each in one
+     * query, both in one round trip. */
+    s_params_t p = {0}, po = {0};
     static const uint32_t oids2[2] = {PGARRAY_TEXT, PGARRAY_TEXT};
     s_params_begin(&p, oids2, 2);
     for (size_t i = 0; i < n; i++) {
@@ -1109,9 +1138,18 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         pgarray_str(&p.a[0], b.items[i].agency);
         pgarray_str(&p.a[1], b.items[i].matter_code);
     }
-    mr = s_params_exec(db, &p, "case_matters", s_matters_sql, 0);
+    db_call_t calls[2];
+    PGresult *res[2] = {NULL, NULL};
+    size_t ncalls = s_officers_params(&b, &po) > 0 ? 2 : 1;
+    int qrc =
+        s_params_call(db, &p, "case_matters", s_matters_sql, 0, &calls[0]) |
+        (ncalls == 2 ? s_params_call(db, &po, "case_officers", s_officers_sql, 0, &calls[1]) : 0);
+    if (qrc == 0)
+        qrc = db_exec_prepared_all(db, calls, ncalls, res);
     s_params_free(&p);
-    if (!mr)
+    s_params_free(&po);
+    mr = res[0];
+    if (qrc < 0)
         goto done;
     int mrows = PQntuples(mr);
     size_t nuncovered = 0;
@@ -1150,7 +1188,9 @@ s_open(db_t *db, rpc_req_t *const *reqs, size_t n, void *arg)
         log_warn("deadline counted beyond the working-day calendar", "cases=%zu case_no=%s due=%s",
                  nuncovered, first_uncovered->case_no, date_format(first_uncovered->due, d));
     }
-    if (s_check_officers(db, &b, s_act_day) < 0 || s_fail_repeats(&b, &keys, &nkeys) < 0)
+    /* The officers after the matters: an item fails for its first fault. */
+    s_officers_apply(&b, res[1], s_act_day);
+    if (s_fail_repeats(&b, &keys, &nkeys) < 0)
         goto done;
 
     /* One INSERT (with the deadlines) for the survivors. */

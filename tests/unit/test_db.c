@@ -786,6 +786,26 @@ test_deferred_statements_ride_along(void **state)
     assert_int_equal(db_exec_prepared_commit(db, "t_add", 1, v4, NULL, NULL), 0);
     s_assert_val(o, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t WHERE id < 10", "1,2,3,4");
 
+    /* Several statements, one round trip: each its own result, in order; one failing
+     * fails all (no result leaks). */
+    assert_int_equal(db_prepare(db, "t_div", "SELECT 10 / $1::int", 1), 0);
+    const char *zero[1] = {"0"}, *five[1] = {"5"};
+    db_call_t calls[3] = {{"t_count", 1, big, NULL, NULL, 0},
+                          {"t_div", 1, five, NULL, NULL, 0},
+                          {"t_count", 1, v3, NULL, NULL, 0}};
+    PGresult *res[3];
+    assert_int_equal(db_exec_prepared_all(db, calls, 3, res), 0);
+    assert_string_equal(PQgetvalue(res[0], 0, 0), "24");
+    assert_string_equal(PQgetvalue(res[1], 0, 0), "2");
+    assert_string_equal(PQgetvalue(res[2], 0, 0), "2");
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    calls[1].values = zero;
+    assert_int_equal(db_exec_prepared_all(db, calls, 3, res), -1);
+    assert_string_equal(db_sqlstate(db), "22012");
+    assert_true(!res[0] && !res[1] && !res[2]);
+    assert_int_equal(db_command(db, "SELECT 1"), 0); /* the handle goes on */
+
     /* An unregistered statement is refused at once. */
     assert_int_equal(db_defer_prepared(db, "nope", 0, NULL, NULL, NULL), -1);
     assert_string_equal(db_sqlstate(db), "26000");
