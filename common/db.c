@@ -699,7 +699,6 @@ s_pipe_n(db_t *self, bool begin, const s_stmt_t *const *stmts, const db_call_t *
     for (size_t i = 0; i < self->ndeferred; i++) {
         const s_deferred_t *d = &self->deferred[i];
         PGresult *r = s_pipe_result(c);
-        (void)d;
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (!failed) {
             const char *name = self->stmts[d->stmt].name;
@@ -747,8 +746,10 @@ s_pipe_n(db_t *self, bool begin, const s_stmt_t *const *stmts, const db_call_t *
         *crc = 0;
         if (PQstatus(c) != CONNECTION_OK)
             self->lost = true; /* after the answer: the next call reconnects */
-    } else if (crc && PQstatus(c) != CONNECTION_OK && !refused && !(failed && !cr)) {
-        /* Everything was sent: COMMIT may have run before the connection broke. */
+    } else if (crc && PQstatus(c) != CONNECTION_OK && !refused) {
+        /* Everything was sent, and no statement was refused (which would have made the
+         * server skip COMMIT): the server may have run them all, COMMIT too, before the
+         * connection broke with their answers still unsent. */
         char m[1024];
         s_pg_message(c, cr, m, sizeof m);
         s_errf(self, "08007",
