@@ -595,31 +595,17 @@ static int s_pipe(db_t *self, bool begin, const s_stmt_t *s, const char *const *
                   const int *lengths, const int *formats, int result_format, PGresult **out,
                   int *crc);
 
+static s_stmt_t *s_stmt_ready(db_t *self, const char *name, int nparams);
+
 PGresult *
 db_exec_prepared(db_t *self, const char *name, int nparams, const char *const *values,
                  const int *lengths, const int *formats, int result_format)
 {
     assert(self && name);
-    s_stmt_t *s = s_find(self, name);
-    if (!s) {
-        s_errf(self, "26000", "%s: no such prepared statement (db_prepare it first)", name);
-        return NULL;
-    }
-    if (nparams != s->nparams) {
-        s_errf(self, "", "%s: takes %d parameters, given %d", name, s->nparams, nparams);
-        return NULL;
-    }
-    if (s_ready(self) < 0)
+    s_stmt_t *s = s_stmt_ready(self, name, nparams);
+    if (!s)
         return NULL;
     PGTransactionStatusType pre = PQtransactionStatus(self->conn);
-    if (s->prepared_on != self->conn_id) {
-        PGresult *r =
-            s_check(self, PQprepare(self->conn, name, s->sql, s->nparams, NULL), pre, name);
-        if (!r)
-            return NULL;
-        PQclear(r);
-        s->prepared_on = self->conn_id;
-    }
     if (self->ndeferred > 0) { /* the queued statements ride along */
         PGresult *out;
         s_pipe(self, false, s, values, lengths, formats, result_format, &out, NULL);
