@@ -25,6 +25,11 @@
 #   peak_rss_mb         VmHWM per process at the end (the 64 MiB target is sanxiang's;
 #                       fake-credit stands in for the platform's database and keeps every
 #                       record it accepted, so it grows with the run by design)
+#   cpu_s, cpu_us_per_case
+#                       CPU seconds from the first submission to the last push, and per
+#                       case pushed: each process, Postgres (postmaster and every backend),
+#                       the machine (every process, /proc/stat); cpu_budget_us_per_case is
+#                       what the target leaves a case (cores * 1e6 / 5000)
 #   pg_single_insert_tps  pgbench -c 16 -j 2, one INSERT per transaction, 10 s
 #
 # Output: the table on stdout, $BENCH_OUT (build/bench/pipeline.json) and pipeline.svg
