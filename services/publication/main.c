@@ -43,8 +43,9 @@
 #include "workflow.h"
 #include "zsock.h"
 
-#define S_SUB_RETRY_MS 2000 /* a subscriber that could not start tries again */
-#define S_TIMER_MS     1000 /* how often due timers are claimed and new drafts armed */
+#define S_SUB_RETRY_MS  2000 /* a subscriber that could not start tries again */
+#define S_TIMER_MS      1000 /* how often due timers are claimed and new drafts armed */
+#define S_ARM_BUDGET_MS 200  /* of each S_TIMER_MS at most, arming new drafts */
 
 typedef struct {
     service_config_t s; /* the settings every service reads (service.h) */
@@ -87,7 +88,7 @@ s_timers(db_t *db, timers_t *timers, const char *legal_office)
         }
         stats_arm(db, timers, date_from_unix_cst(time(NULL)));
     }
-    if (workflow_arm_new(db, timers) < 0)
+    if (workflow_arm_queued(db, timers, S_ARM_BUDGET_MS) < 0)
         log_warn("new drafts not armed", "error=%s", db_error(db));
     timer_fired_t fired[64];
     int n = timer_claim_due(timers, timer_now_ms(), fired, 64);

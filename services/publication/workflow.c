@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pgarray.h"
 #include "records.h"
+#include "util.h"
 
 int
 workflow_due(const workday_t *cal, const char *type, date_t decided, date_t *due, date_t *warn,
@@ -45,6 +46,9 @@ workflow_day_ms(date_t day)
 
 /* The CTE that queues the records an UPDATE ... RETURNING id (as upd) changed, where
  * cond holds, for workflow_arm_new (006_arming.sql). */
+#define S_STR_(x) #x
+#define S_STR(x)  S_STR_(x) /* a macro's value as a string literal */
+
 #define S_ARM_QUEUE(cond)                                                                          \
     "q AS (INSERT INTO publication.arming (id) SELECT id FROM upd WHERE " cond                     \
     " ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v) "
@@ -142,12 +146,15 @@ workflow_prepare(db_t *db)
     /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
     /* Every second: the queue's first entries (006_arming.sql), each record found by a
      * primary-key probe. */
-    rc |= db_prepare(db, "pub_unarmed",
-                     "SELECT a.id, a.v, r.state, r.warn_on, r.due_on, r.expires_on "
-                     "FROM (SELECT id, v FROM publication.arming ORDER BY id LIMIT 500) a "
-                     "LEFT JOIN LATERAL (SELECT y.state, y.warn_on, y.due_on, y.expires_on "
-                     "FROM publication.record y WHERE y.id = a.id LIMIT 1) r ON true",
-                     0);
+    rc |= db_prepare(
+        db, "pub_unarmed",
+        "SELECT a.id, a.v, r.state, r.warn_on, r.due_on, r.expires_on "
+        "FROM (SELECT id, v FROM publication.arming ORDER BY id LIMIT " S_STR(
+            WORKFLOW_ARM_BATCH) ") a "
+                                "LEFT JOIN LATERAL (SELECT y.state, y.warn_on, y.due_on, "
+                                "y.expires_on "
+                                "FROM publication.record y WHERE y.id = a.id LIMIT 1) r ON true",
+        0);
     /* Off the queue, unless queued again meanwhile (a new v): that entry is armed next. */
     rc |= db_prepare(db, "pub_mark_armed",
                      "DELETE FROM publication.arming q USING unnest($1::bigint[], $2::bigint[]) "
@@ -739,6 +746,20 @@ workflow_arm_new(db_t *db, timers_t *timers)
         return -1;
     PQclear(r);
     return n;
+}
+
+long
+workflow_arm_queued(db_t *db, timers_t *timers, int budget_ms)
+{
+    int64_t end = util_mono_ms() + budget_ms;
+    long total = 0;
+    int n;
+    do {
+        if ((n = workflow_arm_new(db, timers)) < 0)
+            return -1;
+        total += n;
+    } while (n == WORKFLOW_ARM_BATCH && util_mono_ms() < end);
+    return total;
 }
 
 static int

@@ -83,9 +83,17 @@ int64_t workflow_day_ms(date_t day);
 
 /* Arms the timers of the records queued for them (006_arming.sql: new drafts and
  * resubmissions, their warning and deadline; penalties published with an expiry, that
- * expiry), at most 500 a call, pipelined to Redis, and takes them off the queue. Returns
- * how many queued records were handled, or -1 (logged by the caller; the queue stays). */
+ * expiry), at most WORKFLOW_ARM_BATCH a call, pipelined to Redis, and takes them off the
+ * queue. Returns how many queued records were handled, or -1 (logged by the caller; the
+ * queue stays). */
+#define WORKFLOW_ARM_BATCH 500
 int workflow_arm_new(db_t *db, timers_t *timers);
+
+/* workflow_arm_new again while it handles full batches, for at most budget_ms (at least
+ * one batch), so that the queue keeps up with any rate of drafting and the service's loop
+ * still has the rest of its time. Returns how many queued records were handled, or -1
+ * when a batch failed (those before it stay armed; the rest stay queued). */
+long workflow_arm_queued(db_t *db, timers_t *timers, int budget_ms);
 
 /* Arms the timers of every draft (timer_rearm: at start and whenever Redis lost them).
  * Returns the number armed, or -1. */

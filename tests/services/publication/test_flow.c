@@ -493,6 +493,52 @@ test_arming_queue_keeps_a_record_queued_again(void **state)
     timers_destroy(&t);
 }
 
+/* A burst of drafts (more than one batch) is armed in one timer turn: the queue keeps up
+ * with any rate of drafting instead of WORKFLOW_ARM_BATCH a second, and with no time
+ * budget left the turn still arms one batch. */
+static void
+test_arming_keeps_up_with_a_burst(void **state)
+{
+    pubfx_t *fx = *state;
+    char err[256];
+    timers_t *t = timers_new(ts_env("SX_REDIS_URL"), "pubburst", err, sizeof err);
+    assert_non_null(t);
+    assert_true(workflow_arm_queued(fx->db, t, 10000) >= 0); /* what earlier tests left */
+    timer_fired_t f[64];
+    int n;
+    while ((n = timer_claim_due(t, timer_now_ms(), f, 64)) > 0)
+        for (int i = 0; i < n; i++)
+            timer_done(t, f[i].kind, f[i].key);
+    /* 2.5 batches of drafts of 2019, so every timer is due now. */
+    pubfx_sql(fx, "WITH ins AS (INSERT INTO publication.record (agency, case_id, case_no, "
+                  "type, decision_no, decision_date, party_name, body, due_on, warn_on) "
+                  "SELECT '" AGENCY "', 900000 + g, 'B-' || g, 'licence', '许〔2019〕' || g, "
+                  "'2019-09-27', '某公司', '{}', '2019-10-12', '2019-10-10' "
+                  "FROM generate_series(1, 1250) g RETURNING id) "
+                  "INSERT INTO publication.arming (id) SELECT id FROM ins");
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.arming"), 1250);
+
+    assert_int_equal(workflow_arm_queued(fx->db, t, 0), WORKFLOW_ARM_BATCH);
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.arming"),
+                     1250 - WORKFLOW_ARM_BATCH);
+    assert_int_equal(workflow_arm_queued(fx->db, t, 10000), 1250 - WORKFLOW_ARM_BATCH);
+    assert_int_equal(pubfx_count(fx, "SELECT count(*) FROM publication.arming"), 0);
+    assert_int_equal(workflow_arm_queued(fx->db, t, 10000), 0);
+
+    /* Every draft's warning and deadline are in Redis, once each. */
+    long warns = 0, dues = 0;
+    while ((n = timer_claim_due(t, timer_now_ms(), f, 64)) > 0)
+        for (int i = 0; i < n; i++) {
+            warns += strcmp(f[i].kind, WORKFLOW_TIMER_WARN) == 0;
+            dues += strcmp(f[i].kind, WORKFLOW_TIMER_DUE) == 0;
+            timer_done(t, f[i].kind, f[i].key);
+        }
+    assert_int_equal(warns, 1250);
+    assert_int_equal(dues, 1250);
+    pubfx_sql(fx, "DELETE FROM publication.record WHERE case_no LIKE 'B-%'");
+    timers_destroy(&t);
+}
+
 static long
 s_stat(json_t *o, const char *type, const char *key)
 {
@@ -576,6 +622,7 @@ main(void)
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_statistics),
         cmocka_unit_test(test_arming_queue_keeps_a_record_queued_again), /* after the stats */
+        cmocka_unit_test(test_arming_keeps_up_with_a_burst),
     };
     int rc = cmocka_run_group_tests(tests, s_setup, pubfx_teardown);
     curl_global_cleanup();
