@@ -92,6 +92,38 @@ service_ops(const char *bind, int port, const char *pg_url, const char *redis_ur
     return ops;
 }
 
+workday_t *
+service_calendar_load(const char *path, char *err, size_t errlen)
+{
+    return path ? workday_load(path, err, errlen) : workday_load_default(err, errlen);
+}
+
+int
+service_calendar_watch(ops_t *ops, const char *svc, const workday_t *cal, date_t today)
+{
+    int first, last;
+    workday_years(cal, &first, &last);
+    date_t end = date_from_ymd(last, 12, 31);
+    int left = (int)(end - today);
+    /* The end of the last covered day: 00:00 CST of the next, 16:00 UTC of this one. */
+    double until_s = ((double)end + 1) * 86400 - 8 * 3600;
+    char name[96], help[160];
+    snprintf(name, sizeof name, "sx_%s_calendar_covered_until_seconds", svc);
+    snprintf(help, sizeof help,
+             "End of the last day the working-day calendar covers (%d-%d), unix seconds", first,
+             last);
+    ops_metric_t *g = ops ? ops_gauge(ops, name, NULL, help) : NULL;
+    if (g)
+        ops_set(g, until_s);
+    if (left < SERVICE_CALENDAR_WARN_DAYS) {
+        char day[11];
+        log_warn("working-day calendar runs out: install next year's (SX_CALENDAR) once the "
+                 "State Council publishes it; beyond it deadlines count weekends only",
+                 "covers=%d-%d last_day=%s days_left=%d", first, last, date_format(end, day), left);
+    }
+    return left;
+}
+
 service_t *
 service_new(const char *name, const char *keys_file, const service_config_t *config)
 {

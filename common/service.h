@@ -18,10 +18,12 @@
 
 #include "bus.h"
 #include "config.h"
+#include "date.h"
 #include "db.h"
 #include "keys.h"
 #include "log.h"
 #include "ops.h"
+#include "workday.h"
 #include "zap.h"
 
 /* The settings every service with a door and a broker reads alike. The strings are
@@ -60,6 +62,19 @@ void service_config_check(config_t *cfg, service_config_t *c);
  * and a "redis" check on redis_url, each when not NULL (the strings must outlive it).
  * Returns it (the caller destroys it), or NULL after logging "ops endpoint not started". */
 ops_t *service_ops(const char *bind, int port, const char *pg_url, const char *redis_url);
+
+/* The working-day calendar of a service that counts deadlines: the file at path
+ * (SX_CALENDAR), or the default one when path is NULL (workday_load_default). NULL with
+ * the reason in err. */
+workday_t *service_calendar_load(const char *path, char *err, size_t errlen);
+
+/* Says when the calendar runs out, so that ops install next year's before deadlines are
+ * counted on weekends only: the gauge sx_<svc>_calendar_covered_until_seconds on ops
+ * (unix time at the end of the last covered day, China Standard Time; alert on it minus
+ * time()), and a warning in the log when fewer than SERVICE_CALENDAR_WARN_DAYS days are
+ * left after today. ops may be NULL. Returns the days left (negative once past). */
+#define SERVICE_CALENDAR_WARN_DAYS 60
+int service_calendar_watch(ops_t *ops, const char *svc, const workday_t *cal, date_t today);
 
 typedef struct {
     const char *name;               /* "recording": the ZAP domain of the door */

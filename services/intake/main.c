@@ -135,8 +135,7 @@ main(void)
     }
     s_read_config(cfg, &c);
     /* Settings that only prove good once used: the calendar, the URLs. */
-    workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
-                                : workday_load_default(err, sizeof err);
+    workday_t *cal = service_calendar_load(c.calendar, err, sizeof err);
     if (!cal)
         config_fail(cfg, "SX_CALENDAR", "%s", err);
     timers_t *timers = c.s.redis_url ? timers_new(c.s.redis_url, "intake", err, sizeof err) : NULL;
@@ -183,6 +182,7 @@ main(void)
 
     if (!(ops = service_ops(c.s.ops_bind, c.s.ops_port, c.s.pg_url, c.s.redis_url)))
         goto done;
+    service_calendar_watch(ops, "intake", cal, date_from_unix_cst(time(NULL)));
     ops_check(ops, "broker", s_broker_check, &heard);
     /* The ZAP handler before any server socket. */
     if (service_zap(svc, (const char *const[]){"dept:", "svc:", NULL}, ops, err, sizeof err) < 0) {

@@ -114,8 +114,7 @@ main(void)
         return 1;
     }
     s_read_config(cfg, &c);
-    workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
-                                : workday_load_default(err, sizeof err);
+    workday_t *cal = service_calendar_load(c.calendar, err, sizeof err);
     if (!cal)
         config_fail(cfg, "SX_CALENDAR", "%s", err);
     timers_t *timers =
@@ -162,6 +161,7 @@ main(void)
     }
     if (!(ops = service_ops(c.s.ops_bind, c.s.ops_port, c.s.pg_url, c.s.redis_url)))
         goto done;
+    service_calendar_watch(ops, "publication", cal, date_from_unix_cst(time(NULL)));
     app.ops = ops;
 
     if (service_zap(svc, (const char *const[]){"dept:", "svc:", NULL}, NULL, err, sizeof err) < 0) {

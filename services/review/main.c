@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <zmq.h>
 
@@ -87,8 +88,7 @@ main(void)
         return 1;
     }
     s_read_config(cfg, &c);
-    workday_t *cal = c.calendar ? workday_load(c.calendar, err, sizeof err)
-                                : workday_load_default(err, sizeof err);
+    workday_t *cal = service_calendar_load(c.calendar, err, sizeof err);
     if (!cal)
         config_fail(cfg, "SX_CALENDAR", "%s", err);
     timers_t *timers = c.s.redis_url ? timers_new(c.s.redis_url, "review", err, sizeof err) : NULL;
@@ -130,6 +130,7 @@ main(void)
 
     if (!(ops = service_ops(c.s.ops_bind, c.s.ops_port, c.s.pg_url, c.s.redis_url)))
         goto done;
+    service_calendar_watch(ops, "review", cal, date_from_unix_cst(time(NULL)));
     if (service_zap(svc, (const char *const[]){"dept:", "svc:", NULL}, ops, err, sizeof err) < 0) {
         log_error("zap handler not started", "error=%s", err);
         goto done;

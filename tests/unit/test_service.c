@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "service.h"
 #include "tsupport.h"
@@ -252,6 +255,96 @@ test_pub_reaches_broker(void **state)
     explicit_bzero(c.sec, sizeof c.sec);
 }
 
+/* What `GET /metrics` on port answers (malloc'ed), through libcurl. */
+static size_t
+s_collect(char *p, size_t size, size_t n, void *arg)
+{
+    char **buf = arg;
+    size_t have = *buf ? strlen(*buf) : 0;
+    char *b = realloc(*buf, have + size * n + 1);
+    assert_non_null(b);
+    memcpy(b + have, p, size * n);
+    b[have + size * n] = '\0';
+    *buf = b;
+    return size * n;
+}
+
+static char *
+s_metrics(int port)
+{
+    char url[64], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    assert_non_null(body);
+    return body;
+}
+
+/* What service_calendar_watch writes to stderr (the log), and its days left. */
+static int
+s_watch(ops_t *ops, const workday_t *cal, date_t today, char *log, size_t loglen)
+{
+    char *dir = ts_mkdtemp("calwatch"), path[512];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    free(dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    int left = service_calendar_watch(ops, "t", cal, today);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, log, loglen - 1, 0);
+    log[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return left;
+}
+
+/* The calendar's end is published as a gauge ops can alert on, and within 60 days of it
+ * the log says to install next year's. */
+static void
+test_calendar_end_is_announced(void **state)
+{
+    (void)state;
+    char *path = ts_write_tmp("cal.json", "{\"2025\": {\"holidays\": [\"2025-10-01\"], "
+                                          "\"workdays\": [\"2025-09-28\"]}, \"2026\": "
+                                          "{\"holidays\": [\"2026-10-01\"], \"workdays\": []}}");
+    char err[256], log[4096];
+    workday_t *cal = service_calendar_load(path, err, sizeof err);
+    assert_non_null(cal);
+    assert_null(service_calendar_load("/nonexistent/cal.json", err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent/cal.json"));
+    ops_t *ops = ops_new("127.0.0.1", 0, err, sizeof err);
+    assert_non_null(ops);
+
+    /* Months ahead: the gauge only. */
+    assert_int_equal(s_watch(ops, cal, date_from_ymd(2026, 9, 1), log, sizeof log), 121);
+    assert_null(strstr(log, "calendar"));
+    char *m = s_metrics(ops_port(ops));
+    /* 2026-12-31 24:00 in China Standard Time. */
+    assert_non_null(strstr(m, "\nsx_t_calendar_covered_until_seconds 1798732800\n"));
+    free(m);
+
+    /* Today, 34 days before the end: a warning naming the last day and what to do. */
+    assert_int_equal(s_watch(NULL, cal, date_from_ymd(2026, 11, 27), log, sizeof log), 34);
+    assert_non_null(strstr(log, "level=warn"));
+    assert_non_null(strstr(log, "SX_CALENDAR"));
+    assert_non_null(strstr(log, "last_day=2026-12-31"));
+    assert_non_null(strstr(log, "days_left=34"));
+    assert_int_equal(s_watch(NULL, cal, date_from_ymd(2027, 1, 2), log, sizeof log), -2);
+    assert_non_null(strstr(log, "days_left=-2"));
+
+    ops_destroy(&ops);
+    workday_destroy(&cal);
+    free(path);
+}
+
 int
 main(void)
 {
@@ -262,6 +355,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_poll_timeout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pub_reaches_broker, s_setup, s_teardown),
+        cmocka_unit_test(test_calendar_end_is_announced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
