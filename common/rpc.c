@@ -15,6 +15,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "util.h"
 #include "zsock.h"
 
 #define RPC_OPS_MAX     128 /* ops per server */
@@ -104,6 +105,8 @@ struct rpc_server {
         char id[KEYS_IDENTITY_MAX + 1];
     } ids[RPC_ID_SLOTS];
     rpc_stats_t stats;
+    int keep_days;     /* retention of stored replies */
+    int64_t prune_due; /* util_mono_ms of the next prune */
     /* Optional metrics (NULL when not set). */
     ops_metric_t *m_requests, *m_replays, *m_dropped, *m_batch, *m_turn;
     ops_metric_t *m_err[16];
@@ -362,6 +365,7 @@ rpc_server_new(void *ctx, const zap_t *zap, const char *domain, const char *secr
         return NULL;
     }
     self->db = db;
+    self->keep_days = RPC_KEEP_DAYS_DEFAULT;
     snprintf(self->schema, sizeof self->schema, "%s", schema);
     self->ops = calloc(RPC_OPS_MAX, sizeof *self->ops);
     self->reqs = calloc(RPC_BATCH_MAX, sizeof *self->reqs);
@@ -1340,7 +1344,51 @@ rpc_server_turn(rpc_server_t *self)
     for (size_t i = 0; i < n; i++)
         evmsg_destroy(&self->reqs[i].msg);
     ops_observe(self->m_turn, s_now_s() - t0);
+    if (util_mono_ms() >= self->prune_due) {
+        self->prune_due = util_mono_ms() + RPC_PRUNE_EVERY_MS;
+        rpc_server_prune(self);
+    }
     return (int)n;
+}
+
+int
+rpc_set_retention(rpc_server_t *self, int keep_days)
+{
+    assert(self);
+    if (keep_days < RPC_KEEP_DAYS_MIN || keep_days > RPC_KEEP_DAYS_MAX) {
+        log_error("rpc retention refused", "keep_days=%d min=%d max=%d", keep_days,
+                  RPC_KEEP_DAYS_MIN, RPC_KEEP_DAYS_MAX);
+        return -1;
+    }
+    self->keep_days = keep_days;
+    return 0;
+}
+
+long
+rpc_server_prune(rpc_server_t *self)
+{
+    assert(self);
+    /* Planned with its values each time (an unnamed statement): the cut-off is then
+     * compared with created_at's statistics, and the BRIN index is read when few rows
+     * are old. A cached generic plan would guess a third of the table and scan it all. */
+    char sql[512], days[16], rows[16];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM \"%s\".rpc_reply WHERE ctid = ANY (ARRAY(SELECT ctid FROM "
+             "\"%s\".rpc_reply WHERE created_at < now() - make_interval(days => $1::int) "
+             "LIMIT $2::int))",
+             self->schema, self->schema);
+    snprintf(days, sizeof days, "%d", self->keep_days);
+    snprintf(rows, sizeof rows, "%d", RPC_PRUNE_ROWS);
+    PGresult *r = db_query(self->db, sql, 2, (const char *const[]){days, rows});
+    if (!r) {
+        log_warn("stored replies not pruned", "schema=%s error=%s", self->schema,
+                 db_error(self->db));
+        return -1;
+    }
+    long n = strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    self->stats.pruned += (uint64_t)n;
+    return n;
 }
 
 int

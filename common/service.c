@@ -35,6 +35,8 @@ service_config_read(config_t *cfg, service_config_t *c, const char *bind_var,
     c->ops_port = (int)config_int(cfg, "SX_OPS_PORT", ops_port, 0, 65535);
     c->schemas = config_str(cfg, "SX_SCHEMAS", "schemas");
     c->level = (log_level_t)config_enum(cfg, "SX_LOG_LEVEL", 1, levels);
+    c->rpc_keep_days = (int)config_int(cfg, "SX_RPC_KEEP_DAYS", RPC_KEEP_DAYS_DEFAULT,
+                                       RPC_KEEP_DAYS_MIN, RPC_KEEP_DAYS_MAX);
     const char *required[][2] = {{"SX_PG_URL", c->pg_url},
                                  {"SX_REDIS_URL", with_redis ? c->redis_url : ""},
                                  {"SX_KEY_FILE", c->key_file},

@@ -34,11 +34,12 @@ typedef struct {
     const char *bind;      /* the door's endpoint (SX_<NAME>_BIND) */
     const char *key_file;  /* SX_KEY_FILE: this service's CURVE pair, required */
     const char *keys_file; /* SX_KEYS_FILE: public key -> identity, for ZAP, required */
-    const char *broker_pub, *broker_sub, *broker_key;  /* SX_BROKER_*, required */
-    const char *ops_bind;                              /* SX_OPS_BIND, default 127.0.0.1 */
-    int ops_port;                                      /* SX_OPS_PORT */
-    const char *schemas;                               /* SX_SCHEMAS, default ./schemas */
-    log_level_t level;                                 /* SX_LOG_LEVEL, default info */
+    const char *broker_pub, *broker_sub, *broker_key; /* SX_BROKER_*, required */
+    const char *ops_bind;                             /* SX_OPS_BIND, default 127.0.0.1 */
+    int ops_port;                                     /* SX_OPS_PORT */
+    const char *schemas;                              /* SX_SCHEMAS, default ./schemas */
+    log_level_t level;                                /* SX_LOG_LEVEL, default info */
+    int rpc_keep_days; /* SX_RPC_KEEP_DAYS: days the door keeps stored replies (rpc.h) */
     char pub[KEYS_Z85_LEN + 1], sec[KEYS_Z85_LEN + 1]; /* key_file's pair */
 } service_config_t;
 

@@ -260,7 +260,8 @@ main(void)
     }
     rpc = rpc_server_new(svc->ctx, svc->zap, "creditpush", c.s.sec, c.s.bind, db_rpc, CP_SCHEMA,
                          err, sizeof err);
-    if (!rpc || rpc_set_metrics(rpc, ops, "creditpush") < 0 || opsrpc_register(rpc, &app) < 0) {
+    if (!rpc || rpc_set_retention(rpc, c.s.rpc_keep_days) < 0 ||
+        rpc_set_metrics(rpc, ops, "creditpush") < 0 || opsrpc_register(rpc, &app) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }

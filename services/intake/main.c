@@ -195,7 +195,7 @@ main(void)
     intake_t app = {cal, NULL, ops};
     rpc = rpc_server_new(svc->ctx, svc->zap, "intake", c.s.sec, c.s.bind, db_rpc, INTAKE_SCHEMA,
                          err, sizeof err);
-    if (!rpc) {
+    if (!rpc || rpc_set_retention(rpc, c.s.rpc_keep_days) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }

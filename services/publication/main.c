@@ -170,7 +170,8 @@ main(void)
     }
     rpc = rpc_server_new(svc->ctx, svc->zap, "publication", c.s.sec, c.s.bind, db_rpc, PUB_SCHEMA,
                          err, sizeof err);
-    if (!rpc || rpc_set_metrics(rpc, ops, "publication") < 0 || workflow_register(rpc, &app) < 0 ||
+    if (!rpc || rpc_set_retention(rpc, c.s.rpc_keep_days) < 0 ||
+        rpc_set_metrics(rpc, ops, "publication") < 0 || workflow_register(rpc, &app) < 0 ||
         stats_register(rpc, &app) < 0 || drafts_register(rpc, &app) < 0 ||
         events_since_register(rpc, PUB_SCHEMA, EVENTS_SINCE_ALLOW) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);

@@ -118,7 +118,7 @@ main(void)
     }
     rpc = rpc_server_new(svc->ctx, svc->zap, "recording", c.s.sec, c.s.bind, db_rpc,
                          RECORDING_SCHEMA, err, sizeof err);
-    if (!rpc) {
+    if (!rpc || rpc_set_retention(rpc, c.s.rpc_keep_days) < 0) {
         log_error("request door not opened", "bind=%s error=%s", c.s.bind, err);
         goto done;
     }

@@ -697,6 +697,67 @@ test_repeated_rid(void **state)
     rpc_client_destroy(&svc);
 }
 
+/* Stored replies older than the retention are deleted, by rpc_server_prune and by the
+ * turns themselves; a rid resent after that runs again, a younger one is still replayed. */
+static void
+test_stored_replies_pruned_after_retention(void **state)
+{
+    fx_t *fx = *state;
+    rpc_client_t *dept = s_client(fx, &fx->dept);
+    rpc_reply_t a;
+    atomic_store(&fx->paused, true);
+    usleep(30000); /* the server thread leaves the server alone */
+    assert_int_equal(rpc_set_retention(fx->srv, RPC_KEEP_DAYS_MIN - 1), -1);
+    assert_int_equal(rpc_set_retention(fx->srv, RPC_KEEP_DAYS_MAX + 1), -1);
+    assert_int_equal(rpc_set_retention(fx->srv, RPC_KEEP_DAYS_MIN), 0);
+    atomic_store(&fx->paused, false);
+    const char *rids[] = {"keep-old-1", "keep-old-2", "keep-young"};
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        s_call(dept, "note.add", rids[i], "kept?", &a);
+        ids[i] = s_result_id(&a);
+        rpc_reply_clear(&a);
+    }
+    ts_sql(fx->chk, "UPDATE svc1.rpc_reply SET created_at = now() - interval '8 days' "
+                    "WHERE rid IN ('keep-old-1', 'keep-old-2')");
+    ts_sql(fx->chk, "UPDATE svc1.rpc_reply SET created_at = now() - interval '6 days' "
+                    "WHERE rid = 'keep-young'");
+
+    atomic_store(&fx->paused, true);
+    usleep(30000);
+    uint64_t before = rpc_server_stats(fx->srv).pruned;
+    assert_int_equal(rpc_server_prune(fx->srv), 2);
+    assert_int_equal(rpc_server_prune(fx->srv), 0);
+    assert_int_equal(rpc_server_stats(fx->srv).pruned, before + 2);
+    atomic_store(&fx->paused, false);
+    assert_int_equal(s_stored(fx, "keep-old-1"), 0);
+    assert_int_equal(s_stored(fx, "keep-young"), 1);
+
+    /* Pruned: the same bytes run again. Young: replayed. */
+    s_call(dept, "note.add", "keep-old-1", "kept?", &a);
+    assert_true(s_result_id(&a) != ids[0]);
+    rpc_reply_clear(&a);
+    assert_int_equal(s_notes(fx, "keep-old-1"), 2);
+    s_call(dept, "note.add", "keep-young", "kept?", &a);
+    assert_int_equal(s_result_id(&a), ids[2]);
+    rpc_reply_clear(&a);
+    assert_int_equal(s_notes(fx, "keep-young"), 1);
+
+    /* The turns prune by themselves, every RPC_PRUNE_EVERY_MS. */
+    ts_sql(fx->chk, "UPDATE svc1.rpc_reply SET created_at = now() - interval '9 days' "
+                    "WHERE rid = 'keep-old-1'");
+    char rid[32];
+    for (int i = 0; i < 2 * RPC_PRUNE_EVERY_MS / 250 && s_stored(fx, "keep-old-1"); i++) {
+        snprintf(rid, sizeof rid, "keep-tick-%d", i);
+        s_call(dept, "note.add", rid, "tick", &a);
+        rpc_reply_clear(&a);
+        usleep(250000);
+    }
+    assert_int_equal(s_stored(fx, "keep-old-1"), 0);
+    assert_int_equal(s_stored(fx, "keep-young"), 1);
+    rpc_client_destroy(&dept);
+}
+
 /* Sends count requests at once from one DEALER while the server is paused, then lets it
  * run and collects every reply (by rid) within 10 s. texts[i] is request i's text. */
 static void
@@ -1101,6 +1162,7 @@ main(void)
         cmocka_unit_test(test_identity_and_permissions),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_repeated_rid),
+        cmocka_unit_test(test_stored_replies_pruned_after_retention),
         cmocka_unit_test(test_batch_of_300),
         cmocka_unit_test(test_order_keys),
         cmocka_unit_test(test_poisoned_request_and_duplicates_in_a_batch),
