@@ -44,11 +44,11 @@ workflow_day_ms(date_t day)
     return ((int64_t)day * 86400 - 8 * 3600) * 1000;
 }
 
-/* The CTE that queues the records an UPDATE ... RETURNING id (as upd) changed, where
- * cond holds, for workflow_arm_new (006_arming.sql). */
 #define S_STR_(x) #x
 #define S_STR(x)  S_STR_(x) /* a macro's value as a string literal */
 
+/* The CTE that queues the records an UPDATE ... RETURNING id (as upd) changed, where
+ * cond holds, for workflow_arm_new (006_arming.sql). */
 #define S_ARM_QUEUE(cond)                                                                          \
     "q AS (INSERT INTO publication.arming (id) SELECT id FROM upd WHERE " cond                     \
     " ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v) "
@@ -144,17 +144,17 @@ workflow_prepare(db_t *db)
                      "updated_at = now()",
                      3);
     /* Timers to arm: a draft's warning and deadline; a published penalty's expiry. */
-    /* Every second: the queue's first entries (006_arming.sql), each record found by a
-     * primary-key probe. */
-    rc |= db_prepare(
-        db, "pub_unarmed",
-        "SELECT a.id, a.v, r.state, r.warn_on, r.due_on, r.expires_on "
-        "FROM (SELECT id, v FROM publication.arming ORDER BY id LIMIT " S_STR(
-            WORKFLOW_ARM_BATCH) ") a "
-                                "LEFT JOIN LATERAL (SELECT y.state, y.warn_on, y.due_on, "
-                                "y.expires_on "
-                                "FROM publication.record y WHERE y.id = a.id LIMIT 1) r ON true",
-        0);
+    /* Each timer turn, a batch at a time (workflow_arm_queued): the queue's first entries
+     * (006_arming.sql), each record found by a primary-key probe. */
+    /* clang-format off */
+    rc |= db_prepare(db, "pub_unarmed",
+                     "SELECT a.id, a.v, r.state, r.warn_on, r.due_on, r.expires_on "
+                     "FROM (SELECT id, v FROM publication.arming ORDER BY id "
+                     "LIMIT " S_STR(WORKFLOW_ARM_BATCH) ") a "
+                     "LEFT JOIN LATERAL (SELECT y.state, y.warn_on, y.due_on, y.expires_on "
+                     "FROM publication.record y WHERE y.id = a.id LIMIT 1) r ON true",
+                     0);
+    /* clang-format on */
     /* Off the queue, unless queued again meanwhile (a new v): that entry is armed next. */
     rc |= db_prepare(db, "pub_mark_armed",
                      "DELETE FROM publication.arming q USING unnest($1::bigint[], $2::bigint[]) "
