@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,8 +106,9 @@ struct rpc_server {
         char id[KEYS_IDENTITY_MAX + 1];
     } ids[RPC_ID_SLOTS];
     rpc_stats_t stats;
-    int keep_days;     /* retention of stored replies */
-    int64_t prune_due; /* util_mono_ms of the next prune */
+    int keep_days;      /* retention of stored replies */
+    int64_t prune_due;  /* util_mono_ms of the next prune */
+    int64_t prune_page; /* where the sweep goes on in rpc_reply */
     /* Optional metrics (NULL when not set). */
     ops_metric_t *m_requests, *m_replays, *m_dropped, *m_batch, *m_turn;
     ops_metric_t *m_err[16];
@@ -1368,25 +1370,28 @@ long
 rpc_server_prune(rpc_server_t *self)
 {
     assert(self);
-    /* Planned with its values each time (an unnamed statement): the cut-off is then
-     * compared with created_at's statistics, and the BRIN index is read when few rows
-     * are old. A cached generic plan would guess a third of the table and scan it all. */
-    char sql[512], days[16], rows[16];
+    char sql[640], days[16], from[32], to[32];
     snprintf(sql, sizeof sql,
-             "DELETE FROM \"%s\".rpc_reply WHERE ctid = ANY (ARRAY(SELECT ctid FROM "
-             "\"%s\".rpc_reply WHERE created_at < now() - make_interval(days => $1::int) "
-             "LIMIT $2::int))",
+             "WITH d AS (DELETE FROM \"%s\".rpc_reply WHERE ctid >= $2::tid AND ctid < $3::tid"
+             " AND created_at < now() - make_interval(days => $1::int) RETURNING 1)"
+             " SELECT (SELECT count(*) FROM d),"
+             " pg_relation_size('\"%s\".rpc_reply') / current_setting('block_size')::int8",
              self->schema, self->schema);
     snprintf(days, sizeof days, "%d", self->keep_days);
-    snprintf(rows, sizeof rows, "%d", RPC_PRUNE_ROWS);
-    PGresult *r = db_query(self->db, sql, 2, (const char *const[]){days, rows});
+    snprintf(from, sizeof from, "(%" PRId64 ",0)", self->prune_page);
+    snprintf(to, sizeof to, "(%" PRId64 ",0)", self->prune_page + RPC_PRUNE_PAGES);
+    PGresult *r = db_query(self->db, sql, 3, (const char *const[]){days, from, to});
     if (!r) {
         log_warn("stored replies not pruned", "schema=%s error=%s", self->schema,
                  db_error(self->db));
         return -1;
     }
-    long n = strtol(PQcmdTuples(r), NULL, 10);
+    long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    int64_t pages = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
+    self->prune_page += RPC_PRUNE_PAGES;
+    if (self->prune_page >= pages)
+        self->prune_page = 0;
     self->stats.pruned += (uint64_t)n;
     return n;
 }

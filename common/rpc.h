@@ -141,21 +141,24 @@ int rpc_order_key(rpc_server_t *self, const char *op, const char *key);
 int rpc_set_metrics(rpc_server_t *self, ops_t *ops, const char *svc);
 
 /* Retention of stored replies (rpc.md promises at least RPC_KEEP_DAYS_MIN days). After a
- * turn, at most every RPC_PRUNE_EVERY_MS, the server deletes up to RPC_PRUNE_ROWS replies
- * older than its retention, outside any transaction; a rid resent after that runs again. */
+ * turn, at most every RPC_PRUNE_EVERY_MS, the server prunes, outside any transaction: it
+ * reads the next RPC_PRUNE_PAGES pages of <schema>.rpc_reply (a TID range scan, so the
+ * cost is bounded whatever the table's size or statistics) and deletes the replies there
+ * older than its retention, wrapping to the first page at the end: a sweep. A rid resent
+ * after its reply was deleted runs again. */
 #define RPC_KEEP_DAYS_MIN     7
 #define RPC_KEEP_DAYS_MAX     3650
 #define RPC_KEEP_DAYS_DEFAULT 30 /* until rpc_set_retention */
-#define RPC_PRUNE_ROWS        2000
+#define RPC_PRUNE_PAGES       256
 #define RPC_PRUNE_EVERY_MS    10000
 
 /* Sets the retention in days. Returns 0, or -1 (logged) outside RPC_KEEP_DAYS_MIN ..
  * RPC_KEEP_DAYS_MAX. */
 int rpc_set_retention(rpc_server_t *self, int keep_days);
 
-/* One prune now (also what the turns run): deletes up to RPC_PRUNE_ROWS stored replies
- * created more than the retention ago. Returns the number deleted, or -1 (logged; the
- * next prune tries again). Not inside a transaction of the server's db. */
+/* One prune now (also what the turns run): the sweep's next RPC_PRUNE_PAGES pages.
+ * Returns the number of replies deleted, or -1 (logged; the next prune reads the same
+ * pages). Not inside a transaction of the server's db. */
 long rpc_server_prune(rpc_server_t *self);
 
 /* The ROUTER socket, to put in the service's zmq_poll (ZMQ_POLLIN: call rpc_server_turn). */
